@@ -1,0 +1,128 @@
+#include "common/buf.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define BUF_MIN_CAP 4096
+
+char *buf_reserve(struct buf *b, size_t n)
+{
+    if (b->cap - b->end >= n)
+        return b->data + b->end;
+    size_t len = buf_len(b);
+    /* Slide the content to the front before growing: most buffers are drained
+     * completely and reused, so this rarely copies much. */
+    if (b->start > 0 && b->cap - len >= n) {
+        memmove(b->data, b->data + b->start, len);
+        b->start = 0;
+        b->end = len;
+        return b->data + b->end;
+    }
+    size_t cap = b->cap ? b->cap : BUF_MIN_CAP;
+    while (cap - len < n)
+        cap *= 2;
+    char *d = malloc(cap);
+    if (d == NULL)
+        return NULL;
+    if (len > 0)
+        memcpy(d, b->data + b->start, len);
+    free(b->data);
+    b->data = d;
+    b->cap = cap;
+    b->start = 0;
+    b->end = len;
+    return b->data + b->end;
+}
+
+int buf_append(struct buf *b, const void *data, size_t n)
+{
+    char *p = buf_reserve(b, n);
+    if (p == NULL)
+        return -1;
+    memcpy(p, data, n);
+    b->end += n;
+    return 0;
+}
+
+int buf_printf(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *p = buf_reserve(b, 256);
+    if (p == NULL) {
+        va_end(ap);
+        return -1;
+    }
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(p, b->cap - b->end, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        va_end(ap2);
+        return -1;
+    }
+    if ((size_t)n >= b->cap - b->end) {
+        p = buf_reserve(b, (size_t)n + 1);
+        if (p == NULL) {
+            va_end(ap2);
+            return -1;
+        }
+        vsnprintf(p, b->cap - b->end, fmt, ap2);
+    }
+    va_end(ap2);
+    b->end += (size_t)n;
+    return 0;
+}
+
+void buf_consume(struct buf *b, size_t n)
+{
+    b->start += n;
+    if (b->start >= b->end)
+        b->start = b->end = 0;
+}
+
+void buf_release(struct buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->start = b->end = b->cap = 0;
+}
+
+ssize_t buf_write_to(struct buf *b, int fd)
+{
+    size_t total = 0;
+    while (buf_len(b) > 0) {
+        ssize_t n = send(fd, buf_head(b), buf_len(b), MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                break;
+            return -1;
+        }
+        buf_consume(b, (size_t)n);
+        total += (size_t)n;
+    }
+    return (ssize_t)total;
+}
+
+ssize_t buf_read_from(struct buf *b, int fd, size_t max)
+{
+    char *p = buf_reserve(b, max);
+    if (p == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    ssize_t n;
+    do
+        n = read(fd, p, max);
+    while (n < 0 && errno == EINTR);
+    if (n > 0)
+        b->end += (size_t)n;
+    return n;
+}

@@ -1,0 +1,48 @@
+/* A byte buffer with a read and a write offset. Storage is allocated on first
+ * use and can be released when empty, so an idle connection holds none. */
+#ifndef LEGATE_COMMON_BUF_H
+#define LEGATE_COMMON_BUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct buf {
+    char *data;
+    size_t start; /* first unread byte */
+    size_t end;   /* one past the last written byte */
+    size_t cap;
+};
+
+static inline size_t buf_len(const struct buf *b)
+{
+    return b->end - b->start;
+}
+
+static inline const char *buf_head(const struct buf *b)
+{
+    return b->data + b->start;
+}
+
+/* Make room for `n` more bytes at the end; returns the write pointer or NULL. */
+char *buf_reserve(struct buf *b, size_t n);
+/* Account `n` bytes written at the pointer buf_reserve returned. */
+static inline void buf_commit(struct buf *b, size_t n)
+{
+    b->end += n;
+}
+int buf_append(struct buf *b, const void *data, size_t n);
+int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Drop `n` bytes from the front. */
+void buf_consume(struct buf *b, size_t n);
+/* Free the storage (only when empty, or when the content is to be dropped). */
+void buf_release(struct buf *b);
+
+/* write(2) as much as the socket takes. Returns bytes written (0 if it would
+ * block), or -1 on error (errno set). */
+ssize_t buf_write_to(struct buf *b, int fd);
+/* read(2) up to `max` bytes into the buffer. Returns bytes read, 0 on EOF, -1
+ * with errno EAGAIN when nothing is there, or -1 on error. */
+ssize_t buf_read_from(struct buf *b, int fd, size_t max);
+
+#endif

@@ -1,0 +1,104 @@
+/* Control messages between processes (ZeroMQ) and descriptor passing (Unix sockets).
+ *
+ * The two transports are never mixed: ZeroMQ carries small typed messages,
+ * SOCK_SEQPACKET socketpairs carry descriptors with SCM_RIGHTS. */
+#ifndef LEGATE_COMMON_IPC_H
+#define LEGATE_COMMON_IPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <ev.h>
+
+/* The message catalogue: name, number, payload struct. Every message is a fixed
+ * header followed by exactly sizeof(payload) bytes; anything else is rejected. */
+#define IPC_MESSAGES(X)                                                                            \
+    X(HELLO, 1, struct ipc_hello) /* child -> supervisor: I exist */                               \
+    X(READY, 2, struct ipc_empty) /* child -> supervisor: serving */                               \
+    X(DRAIN, 3, struct ipc_drain) /* supervisor -> child: stop accepting, finish, exit */          \
+    X(STOP, 4, struct ipc_empty)  /* supervisor -> child: exit now */
+
+struct ipc_empty {
+    uint8_t unused; /* C forbids empty structs */
+};
+
+struct ipc_hello {
+    int32_t role;  /* enum role of the sender */
+    int32_t index; /* worker index, 0 for single-instance roles */
+    int32_t pid;   /* the sender's pid */
+};
+
+struct ipc_drain {
+    uint32_t deadline_ms; /* close whatever is left this long after receipt */
+};
+
+enum ipc_type {
+#define IPC_ENUM(name, num, type) IPC_##name = num,
+    IPC_MESSAGES(IPC_ENUM)
+#undef IPC_ENUM
+};
+
+#define IPC_MAGIC 0x4c474331u /* "LGC1": bump when a payload changes */
+
+struct ipc_header {
+    uint32_t magic;
+    uint16_t type;
+    uint16_t len; /* payload bytes */
+    int32_t pid;  /* sender */
+};
+
+/* A decoded message: header plus a payload buffer large enough for any type. */
+struct ipc_msg {
+    struct ipc_header hdr;
+    union {
+#define IPC_UNION(name, num, type) type name;
+        IPC_MESSAGES(IPC_UNION)
+#undef IPC_UNION
+    } u;
+};
+
+/* Name of a message type for logs ("HELLO"), or "?". */
+const char *ipc_type_name(uint16_t type);
+
+/* Encode/decode one message. decode returns 0, or -1 with a reason when the
+ * frame is malformed (bad magic, unknown type, wrong size for its type). */
+size_t ipc_encode(uint16_t type, const void *payload, size_t len, void *out, size_t cap);
+int ipc_decode(const void *frame, size_t len, struct ipc_msg *msg, const char **why);
+
+struct ipc_chan;
+/* peer/peer_len: the sender's identity (ROUTER side only; NULL for a DEALER). */
+typedef void (*ipc_handler)(struct ipc_chan *ch, const char *peer, size_t peer_len,
+                            const struct ipc_msg *msg);
+
+struct ipc_chan {
+    void *zctx;          /* created in this process, never inherited */
+    void *zsock;         /* ROUTER (supervisor) or DEALER (children) */
+    bool is_router;
+    struct ev_loop *loop;
+    ev_io io;            /* watches ZMQ_FD (edge-triggered) */
+    ipc_handler on_msg;
+    void *data;          /* for the owner */
+};
+
+/* The supervisor's end: bind a ROUTER at `endpoint` (ipc://...). */
+int ipc_open_router(struct ipc_chan *ch, struct ev_loop *loop, const char *endpoint,
+                    ipc_handler on_msg, void *data);
+/* A child's end: connect a DEALER with `identity` (e.g. "worker-1"). */
+int ipc_open_dealer(struct ipc_chan *ch, struct ev_loop *loop, const char *endpoint,
+                    const char *identity, ipc_handler on_msg, void *data);
+/* Send one message; peer is the ROUTER's destination identity (NULL on a DEALER). */
+int ipc_send(struct ipc_chan *ch, const char *peer, uint16_t type, const void *payload,
+             size_t len);
+void ipc_close(struct ipc_chan *ch);
+
+/* Descriptor passing over a SOCK_SEQPACKET Unix socket: one datagram carries
+ * `len` bytes of data and up to IPC_MAX_FDS descriptors. */
+#define IPC_MAX_FDS 250
+int ipc_send_fds(int sock, const void *data, size_t len, const int *fds, size_t n_fds);
+/* Returns the data length received (0 on EOF), or -1. Received descriptors are
+ * stored in fds (at most max_fds; extras are closed) and counted in *n_fds. */
+ssize_t ipc_recv_fds(int sock, void *data, size_t cap, int *fds, size_t max_fds, size_t *n_fds);
+
+#endif

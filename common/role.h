@@ -1,0 +1,48 @@
+/* What every child process is handed by the supervisor, and the start-up every
+ * child shares (title, parent-death signal, event loop, control channel). */
+#ifndef LEGATE_COMMON_ROLE_H
+#define LEGATE_COMMON_ROLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "common/config.h"
+#include "common/ipc.h"
+
+enum role {
+    ROLE_SUPERVISOR,
+    ROLE_LISTENER,
+    ROLE_WORKER,
+    ROLE_UPSTREAM,
+};
+
+/* Handed from the supervisor to a child at fork (copy-on-write). */
+struct child_ctx {
+    const struct config *cfg;
+    enum role role;
+    int index;                    /* worker index; 0 otherwise */
+    unsigned concurrency;         /* number of workers */
+    const char *control_endpoint; /* ipc:// endpoint of the supervisor's ROUTER */
+    const char *runtime_dir;      /* private 0700 directory */
+    unsigned base_id;
+    uint32_t drain_time_ms;       /* --drain-time-s, for a drain started by a signal */
+    int fd_sock;                  /* worker: its end of the socketpair to the listener */
+    const int *worker_socks;      /* listener: the listener's end for each worker slot */
+    size_t n_worker_socks;
+};
+
+/* Common start of every child; fills `ch` (the control channel to the supervisor)
+ * and returns the loop, or NULL on failure. `title` is shown in ps. */
+struct ev_loop *child_start(const struct child_ctx *ctx, const char *title, struct ipc_chan *ch,
+                            ipc_handler on_msg, void *data);
+
+/* Tell the supervisor this child is serving. */
+void child_ready(struct ipc_chan *ch);
+
+int listener_run(const struct child_ctx *ctx);
+int worker_run(const struct child_ctx *ctx);
+int upstream_manager_run(const struct child_ctx *ctx);
+
+#endif

@@ -1,0 +1,144 @@
+/* The listener role: owns every listening socket and hands them to workers.
+ * It never reads a byte from a client. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/role.h"
+#include "listener/handoff.h"
+
+struct listener_state {
+    const struct child_ctx *ctx;
+    struct ev_loop *loop;
+    struct ipc_chan ctl;
+    int *fds; /* listening sockets: config listeners, then admin */
+    size_t n_fds;
+    bool has_admin;
+    ev_io *worker_io; /* one per worker slot */
+    ev_signal sig_term;
+};
+
+static int bind_listener(const struct cfg_addr *a, const char *what)
+{
+    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        log_error("%s: socket: %s", what, strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (a->ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)&a->ss, a->sslen) != 0) {
+        log_error("%s: cannot bind %s port %u: %s", what, a->address, a->port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (listen(fd, 4096) != 0) {
+        log_error("%s: listen on %s port %u: %s", what, a->address, a->port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    log_info("%s listening on %s port %u", what, a->address, a->port);
+    return fd;
+}
+
+static void on_worker_request(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct listener_state *st = w->data;
+    struct handoff_request req;
+    size_t n_fds = 0;
+    int junk[4];
+    ssize_t n = ipc_recv_fds(w->fd, &req, sizeof(req), junk, 4, &n_fds);
+    for (size_t i = 0; i < n_fds; i++)
+        close(junk[i]); /* workers never send descriptors */
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        /* n == 0 cannot happen while the supervisor holds the worker's end. */
+        return;
+    }
+    if ((size_t)n != sizeof(req) || req.magic != HANDOFF_MAGIC) {
+        log_warn("malformed hand-off request (%zd bytes) ignored", n);
+        return;
+    }
+    struct handoff_reply rep = {.magic = HANDOFF_MAGIC,
+                                .nonce = req.nonce,
+                                .n_sockets = (uint32_t)st->n_fds,
+                                .has_admin = st->has_admin};
+    if (ipc_send_fds(w->fd, &rep, sizeof(rep), st->fds, st->n_fds) != 0)
+        log_warn("cannot hand sockets to a worker: %s", strerror(errno));
+    else
+        log_debug("handed %zu sockets to a worker", st->n_fds);
+}
+
+static void on_control(struct ipc_chan *ch, const char *peer, size_t peer_len,
+                       const struct ipc_msg *msg)
+{
+    (void)peer;
+    (void)peer_len;
+    struct listener_state *st = ch->data;
+    switch (msg->hdr.type) {
+    case IPC_DRAIN:
+    case IPC_STOP:
+        ev_break(st->loop, EVBREAK_ALL);
+        break;
+    default:
+        log_fatal("protocol violation: unexpected %s from the supervisor",
+                  ipc_type_name(msg->hdr.type));
+    }
+}
+
+static void on_sigterm(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)w;
+    (void)revents;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+int listener_run(const struct child_ctx *ctx)
+{
+    static struct listener_state st;
+    st.ctx = ctx;
+    st.loop = child_start(ctx, "legate: listener", &st.ctl, on_control, &st);
+    const struct config *cfg = ctx->cfg;
+    st.has_admin = cfg->admin.enabled;
+    st.fds = calloc(cfg->n_listeners + 1, sizeof(int));
+    if (st.fds == NULL)
+        log_fatal("out of memory");
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        char what[160];
+        snprintf(what, sizeof(what), "listener '%s'", cfg->listeners[i].name);
+        int fd = bind_listener(&cfg->listeners[i].addr, what);
+        if (fd < 0)
+            return 1;
+        st.fds[st.n_fds++] = fd;
+    }
+    if (st.has_admin) {
+        int fd = bind_listener(&cfg->admin.addr, "admin");
+        if (fd < 0)
+            return 1;
+        st.fds[st.n_fds++] = fd;
+    }
+    st.worker_io = calloc(ctx->n_worker_socks, sizeof(ev_io));
+    for (size_t i = 0; i < ctx->n_worker_socks; i++) {
+        ev_io_init(&st.worker_io[i], on_worker_request, ctx->worker_socks[i], EV_READ);
+        st.worker_io[i].data = &st;
+        ev_io_start(st.loop, &st.worker_io[i]);
+    }
+    ev_signal_init(&st.sig_term, on_sigterm, SIGTERM);
+    ev_signal_start(st.loop, &st.sig_term);
+    child_ready(&st.ctl);
+    ev_run(st.loop, 0);
+    log_debug("exiting");
+    ipc_close(&st.ctl);
+    return 0;
+}

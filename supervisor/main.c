@@ -1,0 +1,180 @@
+/* legate's entry point: parse flags, load the configuration, then either
+ * validate it and exit, or become the supervisor. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "common/proc.h"
+#include "supervisor/supervisor.h"
+#include "worker/access_log.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: legate [-c FILE] [options]\n"
+            "\n"
+            "  -c, --config-path FILE   Envoy v3 bootstrap YAML (default: the embedded quickstart "
+            "config)\n"
+            "      --mode serve|validate  validate: check the config, print OK or the errors, exit\n"
+            "      --concurrency N      worker processes (default: online CPUs)\n"
+            "      --base-id N          instance id; names the runtime directory (default 0)\n"
+            "  -l, --log-level LEVEL    trace, debug, info, warn, error (default info)\n"
+            "      --drain-time-s N     on stop, time in-flight requests get to finish (default "
+            "600)\n"
+            "      --version            print the version and exit\n"
+            "  -h, --help               this text\n");
+}
+
+static int parse_uint(const char *flag, const char *s, unsigned long max, unsigned long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v > max) {
+        fprintf(stderr, "legate: %s: '%s' is not a number in 0..%lu\n", flag, s, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Every access-log format must compile before anything starts. */
+static int check_access_log_formats(const struct config *cfg)
+{
+    int rc = 0;
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const struct cfg_hcm *h = &cfg->listeners[i].hcm;
+        for (size_t j = 0; j < h->n_access_logs; j++) {
+            char err[256];
+            struct access_log_format *f = access_log_format_compile(h->access_logs[j].format, err,
+                                                                   sizeof(err));
+            if (f == NULL) {
+                fprintf(stderr, "%s: static_resources.listeners[%zu] access_log[%zu]: %s\n",
+                        cfg->source, i, j, err);
+                rc = -1;
+            }
+            access_log_format_free(f);
+        }
+    }
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    proc_title_init(argc, argv);
+
+    enum { OPT_MODE = 256, OPT_CONCURRENCY, OPT_BASE_ID, OPT_DRAIN, OPT_VERSION };
+    static const struct option longopts[] = {
+        {"config-path", required_argument, NULL, 'c'},
+        {"mode", required_argument, NULL, OPT_MODE},
+        {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
+        {"base-id", required_argument, NULL, OPT_BASE_ID},
+        {"log-level", required_argument, NULL, 'l'},
+        {"drain-time-s", required_argument, NULL, OPT_DRAIN},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config_path = NULL;
+    bool validate_only = false;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    struct sup_options opt = {
+        .concurrency = ncpu > 0 ? (unsigned)ncpu : 1,
+        .base_id = 0,
+        .drain_time_ms = 600 * 1000,
+    };
+    unsigned long v;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:l:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case OPT_MODE:
+            if (strcmp(optarg, "validate") == 0)
+                validate_only = true;
+            else if (strcmp(optarg, "serve") != 0) {
+                fprintf(stderr, "legate: --mode: '%s' is not serve or validate\n", optarg);
+                return 2;
+            }
+            break;
+        case OPT_CONCURRENCY:
+            if (parse_uint("--concurrency", optarg, 256, &v) != 0)
+                return 2;
+            if (v == 0) {
+                fprintf(stderr, "legate: --concurrency must be at least 1\n");
+                return 2;
+            }
+            opt.concurrency = (unsigned)v;
+            break;
+        case OPT_BASE_ID:
+            if (parse_uint("--base-id", optarg, UINT_MAX / 2, &v) != 0)
+                return 2;
+            opt.base_id = (unsigned)v;
+            break;
+        case 'l': {
+            int level = log_level_parse(optarg);
+            if (level < 0) {
+                fprintf(stderr, "legate: --log-level: '%s' is not trace, debug, info, warn or "
+                                "error\n",
+                        optarg);
+                return 2;
+            }
+            log_set_level((enum log_level)level);
+            break;
+        }
+        case OPT_DRAIN:
+            if (parse_uint("--drain-time-s", optarg, 86400, &v) != 0)
+                return 2;
+            opt.drain_time_ms = (uint32_t)v * 1000;
+            break;
+        case OPT_VERSION:
+            printf("legate %s\n", LEGATE_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "legate: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+
+    struct config cfg;
+    struct config_errors errs = {0};
+    int rc = config_path != NULL
+                 ? config_load_file(config_path, &cfg, &errs)
+                 : config_load_string("<embedded>", config_default_yaml, strlen(config_default_yaml),
+                                      &cfg, &errs);
+    if (rc != 0) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", errs.msgs[i]);
+        config_errors_free(&errs);
+        return 1;
+    }
+    if (check_access_log_formats(&cfg) != 0) {
+        config_free(&cfg);
+        return 1;
+    }
+    if (validate_only) {
+        printf("OK\n");
+        config_free(&cfg);
+        return 0;
+    }
+    log_info("legate %s starting with %s, %u workers", LEGATE_VERSION,
+             config_path ? config_path : "the embedded default config", opt.concurrency);
+    rc = supervisor_run(&cfg, &opt);
+    config_free(&cfg);
+    return rc;
+}

@@ -1,0 +1,487 @@
+#include "supervisor/supervisor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "common/ipc.h"
+#include "common/log.h"
+#include "common/proc.h"
+#include "common/role.h"
+
+/* Every child role is one row: adding a role is adding a row. */
+static const struct role_def {
+    enum role role;
+    const char *name; /* in logs and ps: "legate: <name>" */
+    int (*run)(const struct child_ctx *ctx);
+} role_table[] = {
+    {ROLE_LISTENER, "listener", listener_run},
+    {ROLE_UPSTREAM, "upstream manager", upstream_manager_run},
+    {ROLE_WORKER, "worker", worker_run},
+};
+
+#define RESPAWN_MIN_MS 50u
+#define RESPAWN_MAX_MS 30000u
+#define STABLE_AFTER_MS 10000u    /* a child alive this long resets its backoff */
+#define CRASH_WINDOW_MS 60000u    /* crash-loop accounting window */
+#define CRASH_LOOP_COUNT 5u       /* crashes per window that make it a loop */
+#define STOP_GRACE_MS 3000u       /* after the drain time, SIGKILL what is left */
+
+struct sup;
+
+struct child {
+    const struct role_def *def;
+    int index;
+    char ident[32]; /* ZeroMQ identity: "worker-1", "listener", "upstream" */
+    char title[48]; /* "legate: worker 1" */
+    pid_t pid;      /* 0 when not running */
+    bool ready;
+    bool stop_sent; /* STOP or DRAIN already sent to this incarnation */
+    ev_child exit_watcher;
+    ev_timer respawn_timer;
+    uint64_t started_ms;
+    uint64_t backoff_ms;
+    uint64_t window_start_ms;
+    unsigned crashes_in_window;
+    uint64_t last_loop_log_ms;
+    struct sup *sup;
+};
+
+enum sup_state { SUP_STARTING, SUP_RUNNING, SUP_STOPPING };
+
+struct sup {
+    struct ev_loop *loop;
+    struct config *cfg;
+    struct sup_options opt;
+    enum sup_state state;
+    int exit_code;
+    struct child *children;
+    size_t n_children;
+    int *listener_ends; /* per worker slot: the listener's end of the socketpair */
+    int *worker_ends;   /* per worker slot: the worker's end (kept for respawns) */
+    char runtime_dir[256];
+    char control_path[300];
+    char endpoint[320];
+    struct ipc_chan ctl;
+    ev_signal sig_term, sig_int;
+    ev_timer stop_timer;
+};
+
+static void spawn(struct sup *s, struct child *c);
+
+static const char *describe_status(int status, char *buf, size_t cap)
+{
+    if (WIFEXITED(status))
+        snprintf(buf, cap, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, cap, "was killed by signal %s", sigabbrev_np(WTERMSIG(status)) ?: "?");
+    else
+        snprintf(buf, cap, "stopped (status 0x%x)", status);
+    return buf;
+}
+
+static struct child *child_by_ident(struct sup *s, const char *ident)
+{
+    for (size_t i = 0; i < s->n_children; i++)
+        if (strcmp(s->children[i].ident, ident) == 0)
+            return &s->children[i];
+    return NULL;
+}
+
+static size_t count_alive(struct sup *s, enum role only, bool any_role)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_children; i++)
+        if (s->children[i].pid > 0 && (any_role || s->children[i].def->role == only))
+            n++;
+    return n;
+}
+
+static void send_or_signal(struct sup *s, struct child *c, uint16_t type, const void *p, size_t len)
+{
+    if (c->pid <= 0)
+        return;
+    /* A child that has not connected yet cannot get the message: a signal can. */
+    if (!c->ready || ipc_send(&s->ctl, c->ident, type, p, len) != 0)
+        kill(c->pid, SIGTERM);
+}
+
+static void cleanup_runtime_dir(struct sup *s)
+{
+    if (s->runtime_dir[0] == '\0')
+        return;
+    unlink(s->control_path);
+    if (rmdir(s->runtime_dir) != 0 && errno != ENOENT)
+        log_warn("cannot remove runtime directory %s: %s", s->runtime_dir, strerror(errno));
+    s->runtime_dir[0] = '\0';
+}
+
+static void finish_if_done(struct sup *s)
+{
+    if (s->state != SUP_STOPPING)
+        return;
+    if (count_alive(s, ROLE_WORKER, false) == 0) {
+        /* Workers are gone: nothing uses the sockets or the manager any more. */
+        struct ipc_empty e = {0};
+        for (size_t i = 0; i < s->n_children; i++) {
+            struct child *c = &s->children[i];
+            if (c->def->role != ROLE_WORKER && !c->stop_sent) {
+                c->stop_sent = true;
+                send_or_signal(s, c, IPC_STOP, &e, sizeof(e));
+            }
+        }
+    }
+    if (count_alive(s, 0, true) == 0) {
+        log_info("all processes have exited; stopped");
+        ev_break(s->loop, EVBREAK_ALL);
+    }
+}
+
+static void begin_stop(struct sup *s, const char *why, int exit_code)
+{
+    if (s->state == SUP_STOPPING)
+        return;
+    log_info("stopping (%s): draining in-flight requests for up to %u s", why,
+             s->opt.drain_time_ms / 1000);
+    s->state = SUP_STOPPING;
+    if (exit_code != 0)
+        s->exit_code = exit_code;
+    for (size_t i = 0; i < s->n_children; i++)
+        ev_timer_stop(s->loop, &s->children[i].respawn_timer);
+    struct ipc_drain d = {.deadline_ms = s->opt.drain_time_ms};
+    for (size_t i = 0; i < s->n_children; i++)
+        if (s->children[i].def->role == ROLE_WORKER) {
+            s->children[i].stop_sent = true;
+            send_or_signal(s, &s->children[i], IPC_DRAIN, &d, sizeof(d));
+        }
+    ev_timer_set(&s->stop_timer, (s->opt.drain_time_ms + STOP_GRACE_MS) / 1000.0, 0.);
+    ev_timer_start(s->loop, &s->stop_timer);
+    finish_if_done(s);
+}
+
+static void kill_all(struct sup *s)
+{
+    for (size_t i = 0; i < s->n_children; i++)
+        if (s->children[i].pid > 0)
+            kill(s->children[i].pid, SIGKILL);
+}
+
+static void on_stop_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct sup *s = w->data;
+    log_warn("drain deadline passed: killing %zu remaining processes", count_alive(s, 0, true));
+    kill_all(s);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct sup *s = w->data;
+    if (s->state == SUP_STOPPING) {
+        log_warn("second %s: stopping immediately", sigabbrev_np(w->signum));
+        kill_all(s);
+        return;
+    }
+    begin_stop(s, w->signum == SIGINT ? "SIGINT" : "SIGTERM", 0);
+}
+
+static void on_respawn_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct child *c = w->data;
+    if (c->sup->state != SUP_STOPPING)
+        spawn(c->sup, c);
+}
+
+static void schedule_respawn(struct sup *s, struct child *c, const char *how)
+{
+    uint64_t now = proc_now_ms();
+    if (now - c->started_ms >= STABLE_AFTER_MS)
+        c->backoff_ms = RESPAWN_MIN_MS;
+    else
+        c->backoff_ms = c->backoff_ms == 0 ? RESPAWN_MIN_MS
+                                           : (c->backoff_ms * 2 > RESPAWN_MAX_MS ? RESPAWN_MAX_MS
+                                                                                 : c->backoff_ms * 2);
+    if (now - c->window_start_ms > CRASH_WINDOW_MS) {
+        c->window_start_ms = now;
+        c->crashes_in_window = 0;
+    }
+    c->crashes_in_window++;
+    /* A crash loop is logged, but not once per crash: at most every 10 s. */
+    if (c->crashes_in_window <= CRASH_LOOP_COUNT)
+        log_warn("%s %s; restarting it in %llu ms", c->title + 8, how,
+                 (unsigned long long)c->backoff_ms);
+    else if (now - c->last_loop_log_ms >= 10000) {
+        c->last_loop_log_ms = now;
+        log_error("crash loop: %s died %u times in the last %u s (last: %s); next restart in "
+                  "%llu ms",
+                  c->title + 8, c->crashes_in_window, CRASH_WINDOW_MS / 1000, how,
+                  (unsigned long long)c->backoff_ms);
+    }
+    ev_timer_set(&c->respawn_timer, (double)c->backoff_ms / 1000.0, 0.);
+    ev_timer_start(s->loop, &c->respawn_timer);
+}
+
+static void on_child_exit(struct ev_loop *loop, ev_child *w, int revents)
+{
+    (void)revents;
+    struct child *c = w->data;
+    struct sup *s = c->sup;
+    ev_child_stop(loop, w);
+    char how[64];
+    describe_status(w->rstatus, how, sizeof(how));
+    bool was_ready = c->ready;
+    c->pid = 0;
+    c->ready = false;
+    switch (s->state) {
+    case SUP_STOPPING:
+        log_info("%s %s", c->title + 8, how);
+        finish_if_done(s);
+        break;
+    case SUP_STARTING:
+        /* Failing before ready at start-up (a port clash, say) will not heal by
+         * retrying: give up with the child's own message already logged. */
+        log_error("%s %s during start-up; giving up", c->title + 8, how);
+        begin_stop(s, "start-up failed", 1);
+        for (size_t i = 0; i < s->n_children; i++)
+            if (s->children[i].pid > 0)
+                kill(s->children[i].pid, SIGTERM);
+        break;
+    case SUP_RUNNING:
+        (void)was_ready;
+        schedule_respawn(s, c, how);
+        break;
+    }
+}
+
+static void on_control(struct ipc_chan *ch, const char *peer, size_t peer_len,
+                       const struct ipc_msg *msg)
+{
+    (void)peer_len;
+    struct sup *s = ch->data;
+    struct child *c = child_by_ident(s, peer);
+    if (c == NULL) {
+        log_warn("control message %s from unknown peer '%s' ignored", ipc_type_name(msg->hdr.type),
+                 peer);
+        return;
+    }
+    switch (msg->hdr.type) {
+    case IPC_HELLO:
+        log_debug("%s says hello (pid %d)", c->title + 8, msg->u.HELLO.pid);
+        break;
+    case IPC_READY:
+        if (c->pid != msg->hdr.pid) /* a message from a previous incarnation */
+            break;
+        c->ready = true;
+        log_debug("%s is ready", c->title + 8);
+        if (s->state == SUP_STOPPING) {
+            /* Came up while we were stopping: tell it at once. */
+            struct ipc_drain d = {.deadline_ms = s->opt.drain_time_ms};
+            c->stop_sent = true;
+            send_or_signal(s, c, IPC_DRAIN, &d, sizeof(d));
+        } else if (s->state == SUP_STARTING) {
+            size_t ready = 0;
+            for (size_t i = 0; i < s->n_children; i++)
+                ready += s->children[i].ready;
+            if (ready == s->n_children) {
+                s->state = SUP_RUNNING;
+                log_info("legate is ready: %zu listeners, %u workers", s->cfg->n_listeners,
+                         s->opt.concurrency);
+            }
+        }
+        break;
+    default:
+        /* A child sending what only the supervisor sends is a protocol violation. */
+        log_error("%s sent unexpected %s; killing it", c->title + 8, ipc_type_name(msg->hdr.type));
+        if (c->pid > 0)
+            kill(c->pid, SIGKILL);
+        break;
+    }
+}
+
+static void child_main(struct sup *s, struct child *c)
+{
+    /* In the child: drop the supervisor's loop and signal set-up. The ZeroMQ
+     * context is never used here; its descriptors are closed below. */
+    /* libev keeps signal watchers in a process-global list that outlives the
+     * loop: stop ours first, or the child's own SIGTERM watcher would never
+     * install its handler. */
+    ev_signal_stop(s->loop, &s->sig_term);
+    ev_signal_stop(s->loop, &s->sig_int);
+    ev_loop_destroy(EV_DEFAULT);
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+
+    int keep[IPC_MAX_FDS + 16];
+    size_t n_keep = 0;
+    for (size_t i = 0; i < s->cfg->n_listeners; i++)
+        for (size_t j = 0; j < s->cfg->listeners[i].hcm.n_access_logs; j++)
+            if (n_keep < 16)
+                keep[n_keep++] = s->cfg->listeners[i].hcm.access_logs[j].fd;
+    struct child_ctx ctx = {
+        .cfg = s->cfg,
+        .role = c->def->role,
+        .index = c->index,
+        .concurrency = s->opt.concurrency,
+        .control_endpoint = s->endpoint,
+        .runtime_dir = s->runtime_dir,
+        .base_id = s->opt.base_id,
+        .drain_time_ms = s->opt.drain_time_ms,
+        .fd_sock = -1,
+    };
+    if (c->def->role == ROLE_WORKER) {
+        ctx.fd_sock = s->worker_ends[c->index];
+        keep[n_keep++] = ctx.fd_sock;
+    } else if (c->def->role == ROLE_LISTENER) {
+        ctx.worker_socks = s->listener_ends;
+        ctx.n_worker_socks = s->opt.concurrency;
+        for (unsigned i = 0; i < s->opt.concurrency && n_keep < sizeof(keep) / sizeof(keep[0]); i++)
+            keep[n_keep++] = s->listener_ends[i];
+    }
+    proc_close_fds_except(keep, n_keep);
+    _exit(c->def->run(&ctx));
+}
+
+static void spawn(struct sup *s, struct child *c)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_error("fork for %s: %s", c->title + 8, strerror(errno));
+        schedule_respawn(s, c, "could not be forked");
+        return;
+    }
+    if (pid == 0)
+        child_main(s, c);
+    c->pid = pid;
+    c->ready = false;
+    c->stop_sent = false;
+    c->started_ms = proc_now_ms();
+    ev_child_set(&c->exit_watcher, pid, 0);
+    ev_child_start(s->loop, &c->exit_watcher);
+    log_debug("started %s as pid %d", c->title + 8, (int)pid);
+}
+
+static int make_runtime_dir(struct sup *s)
+{
+    const char *base = getenv("XDG_RUNTIME_DIR");
+    if (base == NULL || access(base, W_OK) != 0)
+        base = "/tmp";
+    snprintf(s->runtime_dir, sizeof(s->runtime_dir), "%s/legate.%u.XXXXXX", base, s->opt.base_id);
+    if (mkdtemp(s->runtime_dir) == NULL) { /* mkdtemp creates it 0700 */
+        log_error("cannot create runtime directory under %s: %s", base, strerror(errno));
+        s->runtime_dir[0] = '\0';
+        return -1;
+    }
+    snprintf(s->control_path, sizeof(s->control_path), "%s/control", s->runtime_dir);
+    snprintf(s->endpoint, sizeof(s->endpoint), "ipc://%s", s->control_path);
+    log_info("runtime directory %s", s->runtime_dir);
+    return 0;
+}
+
+static int open_access_logs(struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        struct cfg_hcm *h = &cfg->listeners[i].hcm;
+        for (size_t j = 0; j < h->n_access_logs; j++) {
+            struct cfg_access_log *al = &h->access_logs[j];
+            if (strcmp(al->path, "/dev/stdout") == 0)
+                al->fd = dup(STDOUT_FILENO);
+            else if (strcmp(al->path, "/dev/stderr") == 0)
+                al->fd = dup(STDERR_FILENO);
+            else
+                al->fd = open(al->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+            if (al->fd < 0) {
+                log_error("access log %s: %s", al->path, strerror(errno));
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+int supervisor_run(struct config *cfg, const struct sup_options *opt)
+{
+    static struct sup sup; /* one per process; static so children see it after fork */
+    struct sup *s = &sup;
+    s->cfg = cfg;
+    s->opt = *opt;
+    s->state = SUP_STARTING;
+    log_set_role("supervisor");
+    proc_set_title("legate: supervisor");
+    signal(SIGPIPE, SIG_IGN);
+
+    if (open_access_logs(cfg) != 0 || make_runtime_dir(s) != 0)
+        return 1;
+
+    unsigned n = opt->concurrency;
+    s->listener_ends = calloc(n, sizeof(int));
+    s->worker_ends = calloc(n, sizeof(int));
+    s->n_children = 2 + n;
+    s->children = calloc(s->n_children, sizeof(*s->children));
+    if (!s->listener_ends || !s->worker_ends || !s->children)
+        log_fatal("out of memory");
+    for (unsigned i = 0; i < n; i++) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+            log_fatal("socketpair: %s", strerror(errno));
+        s->listener_ends[i] = sv[0];
+        s->worker_ends[i] = sv[1];
+    }
+
+    s->loop = ev_default_loop(EVBACKEND_EPOLL | EVFLAG_NOENV);
+    if (ipc_open_router(&s->ctl, s->loop, s->endpoint, on_control, s) != 0) {
+        cleanup_runtime_dir(s);
+        return 1;
+    }
+    ev_signal_init(&s->sig_term, on_signal, SIGTERM);
+    ev_signal_init(&s->sig_int, on_signal, SIGINT);
+    s->sig_term.data = s->sig_int.data = s;
+    ev_signal_start(s->loop, &s->sig_term);
+    ev_signal_start(s->loop, &s->sig_int);
+    ev_timer_init(&s->stop_timer, on_stop_timer, 0., 0.);
+    s->stop_timer.data = s;
+
+    size_t k = 0;
+    for (size_t r = 0; r < sizeof(role_table) / sizeof(role_table[0]); r++) {
+        unsigned count = role_table[r].role == ROLE_WORKER ? n : 1;
+        for (unsigned i = 0; i < count; i++, k++) {
+            struct child *c = &s->children[k];
+            c->def = &role_table[r];
+            c->index = (int)i;
+            c->sup = s;
+            if (c->def->role == ROLE_WORKER) {
+                snprintf(c->ident, sizeof(c->ident), "worker-%u", i);
+                snprintf(c->title, sizeof(c->title), "legate: worker %u", i);
+            } else {
+                snprintf(c->ident, sizeof(c->ident), "%s",
+                         c->def->role == ROLE_LISTENER ? "listener" : "upstream");
+                snprintf(c->title, sizeof(c->title), "legate: %s", c->def->name);
+            }
+            ev_child_init(&c->exit_watcher, on_child_exit, 0, 0);
+            c->exit_watcher.data = c;
+            ev_timer_init(&c->respawn_timer, on_respawn_timer, 0., 0.);
+            c->respawn_timer.data = c;
+        }
+    }
+    for (size_t i = 0; i < s->n_children; i++)
+        spawn(s, &s->children[i]);
+
+    ev_run(s->loop, 0);
+
+    ipc_close(&s->ctl);
+    cleanup_runtime_dir(s);
+    return s->exit_code;
+}
