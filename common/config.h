@@ -1,0 +1,164 @@
+/* The configuration model: a subset of Envoy's v3 bootstrap, loaded from YAML.
+ *
+ * The supervisor loads and validates it once; every child inherits the result
+ * copy-on-write across fork(), so nothing here is ever shared mutably. */
+#ifndef LEGATE_COMMON_CONFIG_H
+#define LEGATE_COMMON_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* Where a value came from in its file, for error messages. */
+struct cfg_mark {
+    int line; /* 1-based */
+    int col;  /* 1-based */
+};
+
+/* A resolved socket address (numeric IPv4 or IPv6 only: no DNS at config time). */
+struct cfg_addr {
+    char *address;              /* as written, e.g. "127.0.0.1" or "::1" */
+    uint16_t port;              /* port_value */
+    struct sockaddr_storage ss; /* ready for bind()/connect() */
+    socklen_t sslen;            /* length of ss */
+    struct cfg_mark mark;       /* where socket_address was written */
+};
+
+enum cfg_route_match {
+    ROUTE_MATCH_PREFIX, /* match.prefix */
+    ROUTE_MATCH_PATH,   /* match.path (exact) */
+};
+
+enum cfg_route_action {
+    ROUTE_ACTION_CLUSTER, /* route: {cluster: ...} */
+    ROUTE_ACTION_DIRECT,  /* direct_response: {...} */
+};
+
+struct cfg_route {
+    enum cfg_route_match match;  /* how `match_value` is compared with the path */
+    char *match_value;           /* the prefix or exact path */
+    size_t match_len;            /* strlen(match_value) */
+    enum cfg_route_action action;
+    char *cluster;               /* ROUTE_ACTION_CLUSTER: the cluster's name */
+    size_t cluster_index;        /* index into cfg->clusters, resolved at load */
+    uint64_t timeout_ms;         /* route.timeout; default 15000; 0 disables */
+    char *prefix_rewrite;        /* route.prefix_rewrite, or NULL */
+    int direct_status;           /* direct_response.status (100..599) */
+    char *direct_body;           /* direct_response.body.inline_string, or NULL */
+    size_t direct_body_len;      /* its length */
+    struct cfg_mark mark;        /* where the route was written */
+};
+
+struct cfg_vhost {
+    char *name;            /* virtual_hosts[].name */
+    char **domains;        /* lower-cased, as written otherwise ("*", "*.x", "x.*", "a.b") */
+    size_t n_domains;
+    struct cfg_route *routes; /* first match wins */
+    size_t n_routes;
+};
+
+struct cfg_route_config {
+    char *name;               /* route_config.name (may be NULL) */
+    struct cfg_vhost *vhosts; /* virtual_hosts[] in order */
+    size_t n_vhosts;
+};
+
+struct cfg_access_log {
+    char *path;   /* envoy.access_loggers.file path ("/dev/stdout" allowed) */
+    char *format; /* log_format.text_format_source.inline_string, or NULL for Envoy's default */
+    int fd;       /* opened by the supervisor (O_APPEND) before fork; -1 until then */
+};
+
+enum cfg_codec {
+    CODEC_AUTO,  /* codec_type: AUTO (default) */
+    CODEC_HTTP1, /* codec_type: HTTP1 */
+};
+
+/* envoy.filters.network.http_connection_manager */
+struct cfg_hcm {
+    char *stat_prefix;           /* required, as in Envoy */
+    enum cfg_codec codec;        /* codec_type */
+    bool generate_request_id;    /* default true */
+    struct cfg_route_config routes; /* route_config (inline; RDS is not supported) */
+    struct cfg_access_log *access_logs;
+    size_t n_access_logs;
+    uint64_t request_headers_timeout_ms; /* request_headers_timeout; 0 = none (Envoy default) */
+    uint64_t stream_idle_timeout_ms;     /* stream_idle_timeout; default 300000 */
+    uint64_t idle_timeout_ms;            /* common_http_protocol_options.idle_timeout; default 3600000 */
+};
+
+struct cfg_listener {
+    char *name;           /* listeners[].name (Envoy requires unique names) */
+    struct cfg_addr addr; /* address.socket_address */
+    struct cfg_hcm hcm;   /* the single http_connection_manager of filter_chains[0] */
+};
+
+enum cfg_cluster_type {
+    CLUSTER_STATIC, /* type: STATIC (default) */
+};
+
+enum cfg_lb_policy {
+    LB_ROUND_ROBIN, /* lb_policy: ROUND_ROBIN (default) */
+};
+
+struct cfg_endpoint {
+    struct cfg_addr addr; /* lb_endpoints[].endpoint.address.socket_address */
+};
+
+/* circuit_breakers.thresholds[] with priority DEFAULT (Envoy's defaults: 1024 each, retries 3). */
+struct cfg_circuit_breakers {
+    uint32_t max_connections;
+    uint32_t max_pending_requests;
+    uint32_t max_requests;
+    uint32_t max_retries;
+};
+
+struct cfg_cluster {
+    char *name;
+    enum cfg_cluster_type type;
+    enum cfg_lb_policy lb_policy;
+    uint64_t connect_timeout_ms;    /* default 5000 */
+    struct cfg_endpoint *endpoints; /* flattened over load_assignment.endpoints[].lb_endpoints[] */
+    size_t n_endpoints;
+    struct cfg_circuit_breakers cb;
+    struct cfg_mark mark;
+};
+
+struct cfg_admin {
+    bool enabled;         /* an admin block with an address was given */
+    struct cfg_addr addr; /* admin.address.socket_address */
+};
+
+struct config {
+    char *source;         /* the file name (or "<embedded>") errors are reported against */
+    struct cfg_admin admin;
+    struct cfg_listener *listeners;
+    size_t n_listeners;
+    struct cfg_cluster *clusters;
+    size_t n_clusters;
+};
+
+/* Every problem found while loading, each already formatted as
+ * "FILE:LINE:COL: FIELD.PATH: what is wrong". Loading collects them all. */
+struct config_errors {
+    char **msgs;
+    size_t n;
+};
+
+/* Load and validate. Return 0 on success; -1 with `errs` filled otherwise
+ * (and `cfg` left freed). */
+int config_load_file(const char *path, struct config *cfg, struct config_errors *errs);
+int config_load_string(const char *source_name, const char *yaml, size_t len, struct config *cfg,
+                       struct config_errors *errs);
+
+void config_free(struct config *cfg);
+void config_errors_free(struct config_errors *errs);
+
+/* The embedded default configuration used when no -c is given (see README). */
+extern const char config_default_yaml[];
+
+/* Look up a cluster by name; NULL if absent. */
+const struct cfg_cluster *config_find_cluster(const struct config *cfg, const char *name);
+
+#endif
