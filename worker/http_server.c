@@ -1,0 +1,919 @@
+/* Downstream HTTP/1.1 connections and the stream each one carries.
+ *
+ * One connection has at most one stream at a time; a pipelined request waits
+ * in the input buffer (the codec stops after each message) until the current
+ * response is written. Every stream ends in one place, stream_end(), which
+ * writes its access-log line. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/proc.h"
+#include "worker/http1.h"
+#include "worker/router.h"
+#include "worker/upstream.h"
+#include "worker/worker.h"
+
+enum resp_framing {
+    FRAME_NONE,    /* no body (HEAD, 204, 304, or a local reply written whole) */
+    FRAME_LENGTH,  /* Content-Length */
+    FRAME_CHUNKED, /* legate's own chunking */
+    FRAME_CLOSE,   /* HTTP/1.0 client: body ends when the connection closes */
+};
+
+struct stream {
+    bool active;
+    const struct h1_head *req; /* valid until the parser resumes (after stream_end) */
+    uint64_t start_us;         /* wall clock, for %START_TIME% */
+    uint64_t start_ns;         /* monotonic, for %DURATION% */
+    uint64_t upstream_start_ns;
+    long service_time_ms; /* -1 until the upstream answered */
+    const struct cfg_route *route;
+    const struct cluster_rt *cluster;
+    struct upstream *up;
+    const char *upstream_host;
+    bool request_complete;
+    bool response_started;  /* a response head went (or is queued) downstream */
+    bool response_complete; /* the whole response is queued downstream */
+    bool upstream_paused;   /* we paused the upstream for downstream back-pressure */
+    bool is_head;
+    enum h1_body req_body;
+    enum resp_framing framing;
+    int status;
+    uint64_t bytes_received;
+    uint64_t bytes_sent;
+    char flags[24];
+    char request_id[40];
+    bool request_id_generated;
+    ev_timer route_timer;
+};
+
+struct conn {
+    struct conn *prev, *next;
+    struct worker *w;
+    struct listener_rt *l;
+    int fd;
+    ev_io rio, wio;
+    ev_timer idle_timer;
+    struct buf in, out;
+    struct h1_parser *parser;
+    char peer[64];    /* "ip:port" */
+    char peer_ip[48]; /* for x-forwarded-for */
+    bool backpressure; /* upstream side is full: stop reading */
+    bool close_after;  /* close once the current response is written */
+    bool closing;      /* writing the last bytes, then close */
+    bool dead;         /* closed; freed when the outermost handler returns */
+    int busy;          /* nesting depth of handlers running on this connection */
+    bool processing;
+    bool process_again;
+    struct stream st;
+};
+
+static void conn_process(struct conn *c);
+static void conn_flush(struct conn *c);
+static void stream_end(struct conn *c);
+
+/* --- lifetime ------------------------------------------------------------ */
+
+static void conn_enter(struct conn *c)
+{
+    c->busy++;
+}
+
+static void conn_free(struct conn *c)
+{
+    struct worker *w = c->w;
+    h1_parser_free(c->parser);
+    buf_release(&c->in);
+    buf_release(&c->out);
+    free(c);
+    worker_conn_closed(w);
+}
+
+static void conn_leave(struct conn *c)
+{
+    if (--c->busy == 0 && c->dead)
+        conn_free(c);
+}
+
+/* Close now. The memory goes when the outermost handler leaves. */
+static void conn_close(struct conn *c)
+{
+    if (c->dead)
+        return;
+    struct worker *w = c->w;
+    c->dead = true; /* first: stream_end must not try to flush or continue */
+    if (c->st.active)
+        stream_end(c);
+    ev_io_stop(w->loop, &c->rio);
+    ev_io_stop(w->loop, &c->wio);
+    ev_timer_stop(w->loop, &c->idle_timer);
+    close(c->fd);
+    c->fd = -1;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->n_conns--;
+    if (c->busy == 0) {
+        c->busy = 1;
+        conn_leave(c);
+    }
+}
+
+static void add_flag(struct stream *st, const char *flag)
+{
+    size_t n = strlen(st->flags);
+    snprintf(st->flags + n, sizeof(st->flags) - n, "%s%s", n ? "," : "", flag);
+}
+
+/* --- reading control -------------------------------------------------------- */
+
+static void conn_update_read(struct conn *c)
+{
+    if (c->dead)
+        return;
+    bool want = !c->closing && !c->backpressure &&
+                !(h1_parser_is_stopped(c->parser) && c->st.active);
+    /* A complete request waiting for its response: read no further, so a client
+     * pipelining without end cannot grow our buffer. */
+    if (want && !ev_is_active(&c->rio))
+        ev_io_start(c->w->loop, &c->rio);
+    else if (!want && ev_is_active(&c->rio))
+        ev_io_stop(c->w->loop, &c->rio);
+}
+
+static void conn_start_idle(struct conn *c)
+{
+    uint64_t ms = c->l->cfg ? c->l->cfg->hcm.idle_timeout_ms : 60000;
+    if (ms == 0)
+        return;
+    ev_timer_set(&c->idle_timer, (double)ms / 1000.0, 0.);
+    ev_timer_start(c->w->loop, &c->idle_timer);
+}
+
+/* --- access log --------------------------------------------------------------- */
+
+static const char *find_req_header(const struct h1_head *h, const char *name, size_t *len)
+{
+    for (size_t i = 0; i < h->n_headers; i++)
+        if (h1_header_is(&h->headers[i], name)) {
+            *len = h->headers[i].value_len;
+            return h->headers[i].value;
+        }
+    return NULL;
+}
+
+static const char *al_req_header(void *ctx, const char *name, size_t *len)
+{
+    struct stream *st = ctx;
+    const struct h1_head *h = st->req;
+    if (h == NULL)
+        return NULL;
+    if (strcmp(name, ":method") == 0)
+        return *len = strlen(h->method), h->method;
+    if (strcmp(name, ":path") == 0)
+        return *len = h->path_len, h->path;
+    if (strcmp(name, ":authority") == 0 || strcmp(name, "host") == 0)
+        return h->authority ? (*len = h->authority_len, h->authority) : NULL;
+    if (strcmp(name, "x-request-id") == 0 && st->request_id_generated)
+        return *len = strlen(st->request_id), st->request_id;
+    return find_req_header(h, name, len);
+}
+
+static const char *al_resp_header(void *ctx, const char *name, size_t *len)
+{
+    struct stream *st = ctx;
+    static __thread char tmp[24];
+    if (strcmp(name, "x-envoy-upstream-service-time") == 0 && st->service_time_ms >= 0) {
+        *len = (size_t)snprintf(tmp, sizeof(tmp), "%ld", st->service_time_ms);
+        return tmp;
+    }
+    return NULL;
+}
+
+static void write_access_log(struct conn *c)
+{
+    struct stream *st = &c->st;
+    if (c->l->n_sinks == 0 || st->req == NULL)
+        return;
+    char protocol[16];
+    snprintf(protocol, sizeof(protocol), "HTTP/%d.%d", st->req->version_major,
+             st->req->version_minor);
+    struct access_log_info info = {
+        .start_time_us = st->start_us,
+        .req_header = al_req_header,
+        .resp_header = al_resp_header,
+        .ctx = st,
+        .protocol = protocol,
+        .response_code = st->status,
+        .response_flags = st->flags[0] ? st->flags : "-",
+        .bytes_received = st->bytes_received,
+        .bytes_sent = st->bytes_sent,
+        .duration_ms = (proc_now_ns() - st->start_ns) / 1000000u,
+        .upstream_host = st->upstream_host,
+        .upstream_cluster = st->cluster ? st->cluster->cfg->name : NULL,
+        .downstream_remote = c->peer,
+    };
+    for (size_t i = 0; i < c->l->n_sinks; i++) {
+        struct al_sink *s = &c->l->sinks[i];
+        access_log_format_render(s->fmt, &info, &s->out);
+    }
+}
+
+/* --- responses ------------------------------------------------------------------- */
+
+static bool client_keeps_alive(const struct conn *c)
+{
+    return !c->close_after && !c->w->draining && c->st.req != NULL && c->st.req->keep_alive;
+}
+
+/* Connection management headers for a response head about to be written. */
+static void put_connection_header(struct conn *c)
+{
+    if (!client_keeps_alive(c)) {
+        c->close_after = true;
+        buf_append(&c->out, "connection: close\r\n", 19);
+    } else if (c->st.req->version_minor == 0) {
+        buf_append(&c->out, "connection: keep-alive\r\n", 24);
+    }
+}
+
+/* A response generated by legate itself (direct_response, errors). */
+static void send_local_reply(struct conn *c, int status, const char *body, size_t body_len,
+                             const char *content_type, const char *flag)
+{
+    struct stream *st = &c->st;
+    if (flag)
+        add_flag(st, flag);
+    st->status = status;
+    st->response_started = true;
+    buf_printf(&c->out, "HTTP/1.1 %d %s\r\ncontent-length: %zu\r\n", status,
+               h1_reason_phrase(status), body_len);
+    if (body_len > 0)
+        buf_printf(&c->out, "content-type: %s\r\n", content_type ? content_type : "text/plain");
+    buf_printf(&c->out, "date: %s\r\nserver: legate\r\n", worker_date(c->w));
+    if (st->req == NULL) {
+        c->close_after = true;
+        buf_append(&c->out, "connection: close\r\n", 19);
+    } else {
+        put_connection_header(c);
+    }
+    buf_append(&c->out, "\r\n", 2);
+    if (!st->is_head && body_len > 0) {
+        buf_append(&c->out, body, body_len);
+        st->bytes_sent += body_len;
+    }
+    st->response_complete = true;
+    /* The rest of a request body we will not use is not worth reading. */
+    if (!st->request_complete)
+        c->close_after = true;
+    conn_flush(c);
+    if (!c->dead && st->active && st->request_complete)
+        stream_end(c);
+}
+
+static void send_local_text(struct conn *c, int status, const char *text, const char *flag)
+{
+    send_local_reply(c, status, text, text ? strlen(text) : 0, "text/plain", flag);
+}
+
+/* --- stream end ---------------------------------------------------------------- */
+
+static void stream_end(struct conn *c)
+{
+    struct stream *st = &c->st;
+    if (!st->active)
+        return;
+    ev_timer_stop(c->w->loop, &st->route_timer);
+    if (st->up != NULL) {
+        upstream_release(st->up, false);
+        st->up = NULL;
+    }
+    write_access_log(c);
+    st->active = false;
+    st->req = NULL;
+    if (c->dead)
+        return;
+    if (c->close_after) {
+        c->closing = true;
+        conn_update_read(c);
+        conn_flush(c); /* closes once the output is written */
+        return;
+    }
+    conn_start_idle(c);
+    /* A pipelined request may already be buffered. */
+    conn_process(c);
+}
+
+/* The downstream connection must go now (a reset mid-response, a dead client). */
+static void conn_abort(struct conn *c, const char *flag)
+{
+    if (flag && c->st.active)
+        add_flag(&c->st, flag);
+    conn_close(c);
+}
+
+/* --- upstream callbacks ----------------------------------------------------------- */
+
+static void up_on_head(void *owner, const struct h1_head *resp)
+{
+    struct conn *c = owner;
+    struct stream *st = &c->st;
+    conn_enter(c);
+    st->service_time_ms = (long)((proc_now_ns() - st->upstream_start_ns) / 1000000u);
+    st->status = resp->status;
+    st->response_started = true;
+    bool no_body = st->is_head || resp->status == 204 || resp->status == 304 ||
+                   (resp->status >= 100 && resp->status < 200);
+    if (no_body)
+        st->framing = FRAME_NONE;
+    else if (resp->body == H1_BODY_LENGTH)
+        st->framing = FRAME_LENGTH;
+    else if (resp->body == H1_BODY_NONE)
+        st->framing = FRAME_LENGTH; /* an empty body: say so with content-length: 0 */
+    else if (st->req->version_minor >= 1)
+        st->framing = FRAME_CHUNKED;
+    else
+        st->framing = FRAME_CLOSE;
+    if (st->framing == FRAME_CLOSE)
+        c->close_after = true;
+
+    buf_printf(&c->out, "HTTP/1.1 %d %s\r\n", resp->status,
+               resp->reason && resp->reason[0] ? resp->reason : h1_reason_phrase(resp->status));
+    for (size_t i = 0; i < resp->n_headers; i++) {
+        const struct h1_header *h = &resp->headers[i];
+        /* HEAD and 304 responses describe the body they did not send: keep it. */
+        if (no_body && h1_header_is(h, "content-length")) {
+            if (resp->status != 204)
+                buf_printf(&c->out, "%.*s: %.*s\r\n", (int)h->name_len, h->name,
+                           (int)h->value_len, h->value);
+            continue;
+        }
+        if (h1_header_is_hop_by_hop(resp, h))
+            continue;
+        buf_printf(&c->out, "%.*s: %.*s\r\n", (int)h->name_len, h->name, (int)h->value_len,
+                   h->value);
+    }
+    if (st->framing == FRAME_LENGTH)
+        buf_printf(&c->out, "content-length: %llu\r\n",
+                   (unsigned long long)(resp->body == H1_BODY_LENGTH ? resp->content_length : 0));
+    else if (st->framing == FRAME_CHUNKED)
+        buf_append(&c->out, "transfer-encoding: chunked\r\n", 28);
+    buf_printf(&c->out, "x-envoy-upstream-service-time: %ld\r\n", st->service_time_ms);
+    put_connection_header(c);
+    buf_append(&c->out, "\r\n", 2);
+    conn_flush(c);
+    conn_leave(c);
+}
+
+static void up_on_body(void *owner, const char *data, size_t len)
+{
+    struct conn *c = owner;
+    struct stream *st = &c->st;
+    if (len == 0 || st->framing == FRAME_NONE)
+        return;
+    conn_enter(c);
+    if (st->framing == FRAME_CHUNKED) {
+        buf_printf(&c->out, "%zx\r\n", len);
+        buf_append(&c->out, data, len);
+        buf_append(&c->out, "\r\n", 2);
+    } else {
+        buf_append(&c->out, data, len);
+    }
+    st->bytes_sent += len;
+    conn_flush(c);
+    if (!c->dead && st->up != NULL && buf_len(&c->out) > WORKER_HIGH_WATERMARK &&
+        !st->upstream_paused) {
+        st->upstream_paused = true;
+        upstream_pause(st->up, true);
+    }
+    conn_leave(c);
+}
+
+static void up_on_complete(void *owner)
+{
+    struct conn *c = owner;
+    struct stream *st = &c->st;
+    conn_enter(c);
+    if (st->framing == FRAME_CHUNKED)
+        buf_append(&c->out, "0\r\n\r\n", 5);
+    ev_timer_stop(c->w->loop, &st->route_timer);
+    /* A connection whose request was not fully sent cannot carry another. */
+    upstream_release(st->up, st->request_complete);
+    st->up = NULL;
+    st->response_complete = true;
+    if (!st->request_complete)
+        c->close_after = true;
+    conn_flush(c);
+    if (!c->dead && st->request_complete)
+        stream_end(c);
+    conn_leave(c);
+}
+
+static void up_on_failure(void *owner, enum upstream_failure why, bool before_head)
+{
+    struct conn *c = owner;
+    struct stream *st = &c->st;
+    conn_enter(c);
+    st->up = NULL;
+    (void)before_head;
+    if (st->response_started) {
+        /* Mid-response: close without a terminating chunk or the missing bytes,
+         * so the client can tell the body is incomplete. */
+        conn_abort(c, "UC");
+    } else {
+        switch (why) {
+        case UPSTREAM_CONNECT_FAILED:
+            send_local_text(c, 503,
+                            "upstream connect error or disconnect/reset before headers. reset "
+                            "reason: connection failure",
+                            "UF");
+            break;
+        case UPSTREAM_CONNECT_TIMEOUT:
+            send_local_text(c, 503,
+                            "upstream connect error or disconnect/reset before headers. reset "
+                            "reason: connection timeout",
+                            "UF");
+            break;
+        case UPSTREAM_RESET:
+            send_local_text(c, 503,
+                            "upstream connect error or disconnect/reset before headers. reset "
+                            "reason: connection termination",
+                            "UC");
+            break;
+        case UPSTREAM_PROTOCOL_ERROR:
+            send_local_text(c, 502, "upstream sent an invalid HTTP response", "UPE");
+            break;
+        }
+    }
+    conn_leave(c);
+}
+
+static void up_on_drained(void *owner)
+{
+    struct conn *c = owner;
+    conn_enter(c);
+    if (c->backpressure) {
+        c->backpressure = false;
+        conn_update_read(c);
+        /* Bytes may be waiting in our own input buffer. */
+        conn_process(c);
+    }
+    conn_leave(c);
+}
+
+static const struct upstream_callbacks up_callbacks = {
+    .on_head = up_on_head,
+    .on_body = up_on_body,
+    .on_complete = up_on_complete,
+    .on_failure = up_on_failure,
+    .on_drained = up_on_drained,
+};
+
+static void on_route_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct conn *c = t->data;
+    struct stream *st = &c->st;
+    conn_enter(c);
+    if (st->up != NULL) {
+        upstream_release(st->up, false);
+        st->up = NULL;
+    }
+    if (st->response_started)
+        conn_abort(c, "UT");
+    else
+        send_local_text(c, 504, "upstream request timeout", "UT");
+    conn_leave(c);
+}
+
+/* --- request forwarding ---------------------------------------------------------- */
+
+static uint64_t rng_state;
+
+static uint64_t rng_next(void)
+{
+    /* xorshift64*: request ids need uniqueness, not secrecy. */
+    if (rng_state == 0 && getrandom(&rng_state, sizeof(rng_state), 0) != sizeof(rng_state))
+        rng_state = proc_now_ns() ^ (uint64_t)getpid();
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 2685821657736338717ull;
+}
+
+static void make_uuid(char out[37])
+{
+    uint64_t a = rng_next(), b = rng_next();
+    a = (a & ~0xf000ull) | 0x4000ull;                         /* version 4 */
+    b = (b & ~(0xc000ull << 48)) | (0x8000ull << 48);         /* RFC 4122 variant */
+    snprintf(out, 37, "%08x-%04x-%04x-%04x-%012llx", (unsigned)(a >> 32),
+             (unsigned)((a >> 16) & 0xffff), (unsigned)(a & 0xffff), (unsigned)(b >> 48),
+             (unsigned long long)(b & 0xffffffffffffull));
+}
+
+static void write_upstream_head(struct conn *c, struct buf *out, const char *path, size_t path_len)
+{
+    struct stream *st = &c->st;
+    const struct h1_head *h = st->req;
+    buf_printf(out, "%s %.*s HTTP/1.1\r\n", h->method, (int)path_len, path);
+    if (h->authority != NULL)
+        buf_printf(out, "host: %.*s\r\n", (int)h->authority_len, h->authority);
+    else
+        buf_printf(out, "host: %s\r\n", st->upstream_host);
+    bool have_xfp = false, have_rid = false;
+    char xff[1024];
+    size_t xff_len = 0;
+    for (size_t i = 0; i < h->n_headers; i++) {
+        const struct h1_header *hd = &h->headers[i];
+        if (h1_header_is_hop_by_hop(h, hd) || h1_header_is(hd, "host") ||
+            h1_header_is(hd, "expect"))
+            continue;
+        if (h1_header_is(hd, "x-forwarded-for")) {
+            /* Merge every x-forwarded-for into one, ours appended last. */
+            int n = snprintf(xff + xff_len, sizeof(xff) - xff_len, "%.*s, ", (int)hd->value_len,
+                             hd->value);
+            if (n > 0 && (size_t)n < sizeof(xff) - xff_len)
+                xff_len += (size_t)n;
+            continue;
+        }
+        if (h1_header_is(hd, "x-forwarded-proto"))
+            have_xfp = true;
+        if (h1_header_is(hd, "x-request-id"))
+            have_rid = true;
+        buf_printf(out, "%.*s: %.*s\r\n", (int)hd->name_len, hd->name, (int)hd->value_len,
+                   hd->value);
+    }
+    buf_printf(out, "x-forwarded-for: %.*s%s\r\n", (int)xff_len, xff, c->peer_ip);
+    if (!have_xfp)
+        buf_append(out, "x-forwarded-proto: http\r\n", 25);
+    if (!have_rid && c->l->cfg->hcm.generate_request_id) {
+        make_uuid(st->request_id);
+        st->request_id_generated = true;
+        buf_printf(out, "x-request-id: %s\r\n", st->request_id);
+    }
+    if (h->body == H1_BODY_LENGTH)
+        buf_printf(out, "content-length: %llu\r\n", (unsigned long long)h->content_length);
+    else if (h->body == H1_BODY_CHUNKED)
+        buf_append(out, "transfer-encoding: chunked\r\n", 28);
+    buf_append(out, "\r\n", 2);
+}
+
+static void forward_to_cluster(struct conn *c)
+{
+    struct stream *st = &c->st;
+    const struct cfg_route *r = st->route;
+    struct host *host = worker_pick_host(c->w, r->cluster_index);
+    st->cluster = &c->w->clusters[r->cluster_index];
+    if (host == NULL) {
+        send_local_text(c, 503, "no healthy upstream", "UH");
+        return;
+    }
+    st->upstream_host = host->name;
+    char path[8192];
+    long plen = router_rewrite_path(r, st->req->path, st->req->path_len, path, sizeof(path));
+    if (plen < 0) {
+        send_local_text(c, 414, "the rewritten path is too long", "DPE");
+        return;
+    }
+    st->up = upstream_open(c->w, host, &up_callbacks, c);
+    if (st->up == NULL) {
+        send_local_text(c, 503, "upstream connect error: out of resources", "UO");
+        return;
+    }
+    st->upstream_start_ns = proc_now_ns();
+    upstream_expect_head_response(st->up, st->is_head);
+    write_upstream_head(c, upstream_out(st->up), path, (size_t)plen);
+    upstream_flush(st->up);
+    /* Legate answers Expect: 100-continue itself (RFC 9110 §10.1.1) and sends
+     * the upstream the request without Expect, body following at once. */
+    if (st->req->expect_continue && st->req->body != H1_BODY_NONE)
+        buf_append(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    conn_flush(c);
+}
+
+static void handle_admin(struct conn *c)
+{
+    struct stream *st = &c->st;
+    int status = 404;
+    struct buf body = {0};
+    const char *ctype = "text/plain";
+    admin_handle(c->w, st->req->method, st->req->path, &status, &body, &ctype);
+    send_local_reply(c, status, buf_head(&body), buf_len(&body), ctype, NULL);
+    buf_release(&body);
+}
+
+/* --- codec callbacks (downstream request) ------------------------------------------ */
+
+static int req_on_head(void *ctx, const struct h1_head *head)
+{
+    struct conn *c = ctx;
+    struct stream *st = &c->st;
+    ev_timer_stop(c->w->loop, &c->idle_timer);
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    memset(st, 0, offsetof(struct stream, route_timer));
+    st->active = true;
+    st->req = head;
+    st->start_us = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+    st->start_ns = proc_now_ns();
+    st->service_time_ms = -1;
+    st->is_head = head->method_id == HTTP_HEAD;
+    st->req_body = head->body;
+    if (c->w->draining)
+        c->close_after = true;
+
+    if (c->l->cfg == NULL) {
+        /* Admin requests are answered once their (small) body is read. */
+        return 0;
+    }
+    const struct cfg_hcm *hcm = &c->l->cfg->hcm;
+    const char *host = head->authority ? head->authority : "";
+    size_t host_len = head->authority ? head->authority_len : 0;
+    const struct cfg_vhost *vh = router_match_vhost(&hcm->routes, host, host_len);
+    st->route = vh ? router_match_route(vh, head->path, head->path_len) : NULL;
+    if (st->route == NULL) {
+        send_local_text(c, 404, NULL, "NR");
+        return 0;
+    }
+    if (st->route->action == ROUTE_ACTION_DIRECT) {
+        send_local_reply(c, st->route->direct_status, st->route->direct_body,
+                         st->route->direct_body_len, "text/plain", NULL);
+        return 0;
+    }
+    forward_to_cluster(c);
+    return 0;
+}
+
+static int req_on_body(void *ctx, const char *data, size_t len)
+{
+    struct conn *c = ctx;
+    struct stream *st = &c->st;
+    st->bytes_received += len;
+    if (st->up == NULL || len == 0)
+        return 0; /* answered locally, or the upstream is gone: discard */
+    struct buf *out = upstream_out(st->up);
+    if (st->req_body == H1_BODY_CHUNKED) {
+        buf_printf(out, "%zx\r\n", len);
+        buf_append(out, data, len);
+        buf_append(out, "\r\n", 2);
+    } else {
+        buf_append(out, data, len);
+    }
+    upstream_flush(st->up);
+    if (st->up != NULL && upstream_pending(st->up) > WORKER_HIGH_WATERMARK)
+        c->backpressure = true;
+    return 0;
+}
+
+static int req_on_complete(void *ctx)
+{
+    struct conn *c = ctx;
+    struct stream *st = &c->st;
+    st->request_complete = true;
+    if (c->l->cfg == NULL && !st->response_started) {
+        handle_admin(c);
+        return 0;
+    }
+    if (st->up != NULL) {
+        if (st->req_body == H1_BODY_CHUNKED) {
+            buf_append(upstream_out(st->up), "0\r\n\r\n", 5);
+            upstream_flush(st->up);
+        }
+        /* Envoy's route timeout runs from the end of the request to the end of
+         * the response. */
+        if (st->up != NULL && st->route->timeout_ms > 0) {
+            ev_timer_set(&st->route_timer, (double)st->route->timeout_ms / 1000.0, 0.);
+            ev_timer_start(c->w->loop, &st->route_timer);
+        }
+    }
+    if (st->response_complete)
+        stream_end(c);
+    return 0;
+}
+
+static const struct h1_callbacks req_callbacks = {req_on_head, req_on_body, req_on_complete};
+
+/* --- I/O ------------------------------------------------------------------------------ */
+
+static void conn_protocol_error(struct conn *c)
+{
+    int status = h1_parser_error_status(c->parser);
+    const char *reason = h1_parser_error_reason(c->parser);
+    log_debug("%s: bad request: %s", c->peer, reason ? reason : "?");
+    if (c->st.response_started || status == 0) {
+        conn_abort(c, "DPE");
+        return;
+    }
+    if (!c->st.active) {
+        /* The head did not parse: a stream exists only to be logged. */
+        memset(&c->st, 0, offsetof(struct stream, route_timer));
+        c->st.active = true;
+        c->st.start_ns = proc_now_ns();
+        c->st.service_time_ms = -1;
+    }
+    if (c->st.up != NULL) {
+        upstream_release(c->st.up, false);
+        c->st.up = NULL;
+    }
+    c->close_after = true;
+    c->st.request_complete = true;
+    char body[160];
+    snprintf(body, sizeof(body), "%s: %s\n", h1_reason_phrase(status), reason ? reason : "");
+    send_local_text(c, status, body, "DPE");
+}
+
+static void conn_process(struct conn *c)
+{
+    if (c->processing) {
+        c->process_again = true;
+        return;
+    }
+    c->processing = true;
+    conn_enter(c);
+    do {
+        c->process_again = false;
+        while (!c->dead && !c->closing && !c->backpressure) {
+            if (h1_parser_is_stopped(c->parser)) {
+                if (c->st.active)
+                    break; /* the response to the last request is not done */
+                h1_parser_resume(c->parser);
+            }
+            if (buf_len(&c->in) == 0)
+                break;
+            ssize_t n = h1_parser_feed(c->parser, buf_head(&c->in), buf_len(&c->in));
+            if (c->dead)
+                break;
+            if (n < 0) {
+                conn_protocol_error(c);
+                break;
+            }
+            buf_consume(&c->in, (size_t)n);
+            if (n == 0 && !h1_parser_is_stopped(c->parser))
+                break;
+        }
+    } while (c->process_again && !c->dead);
+    c->processing = false;
+    if (!c->dead) {
+        if (buf_len(&c->in) == 0 && !c->st.active)
+            buf_release(&c->in); /* idle connections hold no buffers */
+        conn_update_read(c);
+    }
+    conn_leave(c);
+}
+
+static void on_conn_readable(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct conn *c = io->data;
+    conn_enter(c);
+    ssize_t n = buf_read_from(&c->in, c->fd, WORKER_READ_SIZE);
+    if (n < 0 && errno == EAGAIN) {
+        conn_leave(c);
+        return;
+    }
+    if (n <= 0) {
+        /* The client went away (or half-closed, which HTTP/1.1 proxies treat
+         * the same way). An unfinished stream is a downstream reset. */
+        if (c->st.active)
+            conn_abort(c, "DC");
+        else
+            conn_close(c);
+        conn_leave(c);
+        return;
+    }
+    conn_process(c);
+    conn_leave(c);
+}
+
+static void conn_flush(struct conn *c)
+{
+    if (c->dead)
+        return;
+    if (buf_len(&c->out) > 0 && buf_write_to(&c->out, c->fd) < 0) {
+        conn_abort(c, "DC");
+        return;
+    }
+    if (buf_len(&c->out) > 0) {
+        if (!ev_is_active(&c->wio))
+            ev_io_start(c->w->loop, &c->wio);
+    } else {
+        if (ev_is_active(&c->wio))
+            ev_io_stop(c->w->loop, &c->wio);
+        if (!c->st.active)
+            buf_release(&c->out);
+    }
+    struct stream *st = &c->st;
+    if (st->upstream_paused && st->up != NULL && buf_len(&c->out) < WORKER_LOW_WATERMARK) {
+        st->upstream_paused = false;
+        upstream_pause(st->up, false);
+    }
+    if (c->closing && buf_len(&c->out) == 0) {
+        /* Half-close first so the client reads everything before the FIN. */
+        shutdown(c->fd, SHUT_WR);
+        conn_close(c);
+    }
+}
+
+static void on_conn_writable(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct conn *c = io->data;
+    conn_enter(c);
+    conn_flush(c);
+    conn_leave(c);
+}
+
+static void on_idle_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct conn *c = t->data;
+    conn_enter(c);
+    if (!c->st.active)
+        conn_close(c);
+    conn_leave(c);
+}
+
+static void format_peer(const struct sockaddr_storage *ss, char *ip, size_t ip_cap, char *both,
+                        size_t both_cap)
+{
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &s6->sin6_addr, ip, (socklen_t)ip_cap);
+        snprintf(both, both_cap, "[%s]:%u", ip, ntohs(s6->sin6_port));
+    } else {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &s4->sin_addr, ip, (socklen_t)ip_cap);
+        snprintf(both, both_cap, "%s:%u", ip, ntohs(s4->sin_port));
+    }
+}
+
+void http_server_accept(struct worker *w, struct listener_rt *l, int fd,
+                        const struct sockaddr_storage *peer)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c != NULL)
+        c->parser = h1_parser_new(H1_REQUEST, &req_callbacks, c);
+    if (c == NULL || c->parser == NULL) {
+        free(c);
+        close(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->w = w;
+    c->l = l;
+    c->fd = fd;
+    format_peer(peer, c->peer_ip, sizeof(c->peer_ip), c->peer, sizeof(c->peer));
+    ev_io_init(&c->rio, on_conn_readable, fd, EV_READ);
+    ev_io_init(&c->wio, on_conn_writable, fd, EV_WRITE);
+    ev_timer_init(&c->idle_timer, on_idle_timeout, 0., 0.);
+    ev_timer_init(&c->st.route_timer, on_route_timeout, 0., 0.);
+    c->rio.data = c->wio.data = c->idle_timer.data = c->st.route_timer.data = c;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->n_conns++;
+    ev_io_start(w->loop, &c->rio);
+    conn_start_idle(c);
+}
+
+void http_server_drain(struct worker *w, bool close_idle)
+{
+    struct conn *next;
+    for (struct conn *c = w->conns; c != NULL; c = next) {
+        next = c->next;
+        conn_enter(c);
+        c->close_after = true;
+        if (close_idle && !c->st.active && h1_parser_is_idle(c->parser) && buf_len(&c->in) == 0)
+            conn_close(c);
+        conn_leave(c);
+    }
+}
+
+void http_server_close_all(struct worker *w)
+{
+    while (w->conns != NULL) {
+        struct conn *c = w->conns;
+        conn_enter(c);
+        conn_close(c);
+        conn_leave(c);
+    }
+}

@@ -1,0 +1,312 @@
+/* The worker role: accepts downstream connections on the sockets the listener
+ * hands it and proxies them. One libev loop, no threads. */
+#include "worker/worker.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/proc.h"
+#include "listener/handoff.h"
+
+struct worker *the_worker;
+
+#define ACCEPT_BATCH 64
+
+const char *worker_date(struct worker *w)
+{
+    time_t now = (time_t)ev_now(w->loop);
+    if (now != w->date_sec) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(w->date, sizeof(w->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        w->date_sec = now;
+    }
+    return w->date;
+}
+
+struct host *worker_pick_host(struct worker *w, size_t cluster_index)
+{
+    struct cluster_rt *cl = &w->clusters[cluster_index];
+    if (cl->n_hosts == 0)
+        return NULL;
+    struct host *h = &cl->hosts[cl->rr_next % cl->n_hosts];
+    cl->rr_next++;
+    return h;
+}
+
+static void flush_access_logs(struct worker *w)
+{
+    for (size_t i = 0; i < w->n_listeners; i++)
+        for (size_t j = 0; j < w->listeners[i].n_sinks; j++) {
+            struct al_sink *s = &w->listeners[i].sinks[j];
+            /* O_APPEND, and our lines end on a line boundary: no interleaving
+             * with other workers within a write. */
+            while (buf_len(&s->out) > 0) {
+                ssize_t n = write(s->fd, buf_head(&s->out), buf_len(&s->out));
+                if (n < 0 && errno == EINTR)
+                    continue;
+                if (n <= 0) {
+                    buf_consume(&s->out, buf_len(&s->out)); /* drop rather than grow forever */
+                    break;
+                }
+                buf_consume(&s->out, (size_t)n);
+            }
+        }
+}
+
+static void on_flush_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    flush_access_logs(t->data);
+}
+
+static void worker_exit_loop(struct worker *w)
+{
+    flush_access_logs(w);
+    ev_break(w->loop, EVBREAK_ALL);
+}
+
+void worker_conn_closed(struct worker *w)
+{
+    if (w->draining && w->n_conns == 0)
+        worker_exit_loop(w);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct listener_rt *l = io->data;
+    struct worker *w = l->w;
+    struct epoll_event ev;
+    epoll_wait(l->epfd, &ev, 1, 0); /* level-triggered: just acknowledge the wake-up */
+    for (int i = 0; i < ACCEPT_BATCH && !w->draining; i++) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof(peer);
+        int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN)
+                log_warn("accept: %s", strerror(errno));
+            break;
+        }
+        http_server_accept(w, l, fd, &peer);
+    }
+}
+
+static void stop_accepting(struct worker *w)
+{
+    for (size_t i = 0; i < w->n_listeners; i++)
+        ev_io_stop(w->loop, &w->listeners[i].io);
+}
+
+static void on_drain_deadline(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct worker *w = t->data;
+    log_info("drain deadline: closing %zu connections", w->n_conns);
+    http_server_close_all(w);
+    worker_exit_loop(w);
+}
+
+static void begin_drain(struct worker *w, uint32_t deadline_ms)
+{
+    if (w->draining)
+        return;
+    w->draining = true;
+    stop_accepting(w);
+    log_debug("draining %zu connections (deadline %u ms)", w->n_conns, deadline_ms);
+    /* On a stop there is no next generation to take idle keep-alive
+     * connections: close them now; busy ones close after their response. */
+    http_server_drain(w, true);
+    if (w->n_conns == 0) {
+        worker_exit_loop(w);
+        return;
+    }
+    ev_timer_set(&w->drain_timer, (double)deadline_ms / 1000.0, 0.);
+    ev_timer_start(w->loop, &w->drain_timer);
+}
+
+static void on_control(struct ipc_chan *ch, const char *peer, size_t peer_len,
+                       const struct ipc_msg *msg)
+{
+    (void)peer;
+    (void)peer_len;
+    struct worker *w = ch->data;
+    switch (msg->hdr.type) {
+    case IPC_DRAIN:
+        begin_drain(w, msg->u.DRAIN.deadline_ms);
+        break;
+    case IPC_STOP:
+        http_server_close_all(w);
+        worker_exit_loop(w);
+        break;
+    default:
+        log_fatal("protocol violation: unexpected %s from the supervisor",
+                  ipc_type_name(msg->hdr.type));
+    }
+}
+
+static void on_sigterm(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct worker *w = s->data;
+    begin_drain(w, w->ctx->drain_time_ms);
+}
+
+/* Ask the listener for the listening sockets and wait (bounded) for them. */
+static int receive_sockets(struct worker *w, int *fds, size_t max, size_t *n, bool *has_admin)
+{
+    uint32_t nonce;
+    if (getrandom(&nonce, sizeof(nonce), 0) != sizeof(nonce))
+        nonce = (uint32_t)proc_now_ns();
+    struct handoff_request req = {.magic = HANDOFF_MAGIC, .nonce = nonce};
+    if (ipc_send_fds(w->ctx->fd_sock, &req, sizeof(req), NULL, 0) != 0)
+        return -1;
+    uint64_t deadline = proc_now_ms() + 10000;
+    for (;;) {
+        uint64_t now = proc_now_ms();
+        if (now >= deadline) {
+            log_error("the listener did not hand over its sockets within 10 s");
+            return -1;
+        }
+        struct pollfd p = {.fd = w->ctx->fd_sock, .events = POLLIN};
+        int rc = poll(&p, 1, (int)(deadline - now));
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc <= 0)
+            continue;
+        struct handoff_reply rep;
+        ssize_t got = ipc_recv_fds(w->ctx->fd_sock, &rep, sizeof(rep), fds, max, n);
+        if (got != (ssize_t)sizeof(rep) || rep.magic != HANDOFF_MAGIC || rep.nonce != nonce ||
+            rep.n_sockets != *n) {
+            /* An answer meant for our predecessor, or garbage: drop it. */
+            for (size_t i = 0; i < *n; i++)
+                close(fds[i]);
+            *n = 0;
+            continue;
+        }
+        *has_admin = rep.has_admin != 0;
+        return 0;
+    }
+}
+
+static int setup_listener(struct worker *w, struct listener_rt *l, int fd,
+                          const struct cfg_listener *cfg)
+{
+    l->w = w;
+    l->cfg = cfg;
+    l->fd = fd;
+    /* One shared accept queue for all workers; EPOLLEXCLUSIVE wakes one worker
+     * per connection instead of all of them (libev's own epoll cannot set the
+     * flag, so a private epoll set is watched through its descriptor). */
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE};
+    if (l->epfd < 0 || epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        log_error("epoll for a listening socket: %s", strerror(errno));
+        return -1;
+    }
+    ev_io_init(&l->io, on_accept, l->epfd, EV_READ);
+    l->io.data = l;
+    if (cfg != NULL) {
+        l->n_sinks = cfg->hcm.n_access_logs;
+        l->sinks = calloc(l->n_sinks ? l->n_sinks : 1, sizeof(*l->sinks));
+        for (size_t i = 0; i < l->n_sinks; i++) {
+            char err[256];
+            l->sinks[i].fd = cfg->hcm.access_logs[i].fd;
+            l->sinks[i].fmt =
+                access_log_format_compile(cfg->hcm.access_logs[i].format, err, sizeof(err));
+            if (l->sinks[i].fmt == NULL) {
+                log_error("access log format: %s", err);
+                return -1;
+            }
+        }
+    }
+    ev_io_start(w->loop, &l->io);
+    return 0;
+}
+
+static void setup_clusters(struct worker *w)
+{
+    const struct config *cfg = w->cfg;
+    w->n_clusters = cfg->n_clusters;
+    w->clusters = calloc(cfg->n_clusters ? cfg->n_clusters : 1, sizeof(*w->clusters));
+    for (size_t i = 0; i < cfg->n_clusters; i++) {
+        struct cluster_rt *cl = &w->clusters[i];
+        cl->cfg = &cfg->clusters[i];
+        cl->n_hosts = cl->cfg->n_endpoints;
+        cl->hosts = calloc(cl->n_hosts ? cl->n_hosts : 1, sizeof(*cl->hosts));
+        /* Start each worker at a different host so that N workers with one
+         * request each do not all pick the first host. */
+        cl->rr_next = (size_t)w->ctx->index;
+        for (size_t j = 0; j < cl->n_hosts; j++) {
+            struct host *h = &cl->hosts[j];
+            h->ep = &cl->cfg->endpoints[j];
+            h->cluster = cl->cfg;
+            pool_init(&h->pool, WORKER_POOL_MAX_IDLE);
+            if (h->ep->addr.ss.ss_family == AF_INET6)
+                snprintf(h->name, sizeof(h->name), "[%s]:%u", h->ep->addr.address,
+                         h->ep->addr.port);
+            else
+                snprintf(h->name, sizeof(h->name), "%s:%u", h->ep->addr.address,
+                         h->ep->addr.port);
+        }
+    }
+}
+
+int worker_run(const struct child_ctx *ctx)
+{
+    static struct worker w;
+    the_worker = &w;
+    w.ctx = ctx;
+    w.cfg = ctx->cfg;
+    char title[48];
+    snprintf(title, sizeof(title), "legate: worker %d", ctx->index);
+    w.loop = child_start(ctx, title, &w.ctl, on_control, &w);
+
+    int fds[IPC_MAX_FDS];
+    size_t n = 0;
+    bool has_admin = false;
+    if (receive_sockets(&w, fds, IPC_MAX_FDS, &n, &has_admin) != 0)
+        return 1;
+    if (n != w.cfg->n_listeners + (has_admin ? 1 : 0)) {
+        log_error("the listener handed %zu sockets, expected %zu", n, w.cfg->n_listeners);
+        return 1;
+    }
+    setup_clusters(&w);
+    w.n_listeners = n;
+    w.listeners = calloc(n ? n : 1, sizeof(*w.listeners));
+    for (size_t i = 0; i < n; i++)
+        if (setup_listener(&w, &w.listeners[i], fds[i],
+                           i < w.cfg->n_listeners ? &w.cfg->listeners[i] : NULL) != 0)
+            return 1;
+
+    ev_timer_init(&w.drain_timer, on_drain_deadline, 0., 0.);
+    w.drain_timer.data = &w;
+    ev_timer_init(&w.flush_timer, on_flush_timer, 0.5, 0.5);
+    w.flush_timer.data = &w;
+    ev_timer_start(w.loop, &w.flush_timer);
+    ev_signal_init(&w.sig_term, on_sigterm, SIGTERM);
+    w.sig_term.data = &w;
+    ev_signal_start(w.loop, &w.sig_term);
+
+    child_ready(&w.ctl);
+    ev_run(w.loop, 0);
+    flush_access_logs(&w);
+    log_debug("exiting");
+    ipc_close(&w.ctl);
+    return 0;
+}

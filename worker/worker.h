@@ -1,0 +1,96 @@
+/* The worker role's internals, shared by the files of worker/ only. */
+#ifndef LEGATE_WORKER_WORKER_H
+#define LEGATE_WORKER_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "common/buf.h"
+#include "common/config.h"
+#include "common/ipc.h"
+#include "common/role.h"
+#include "worker/access_log.h"
+#include "worker/pool.h"
+
+#define WORKER_READ_SIZE (32 * 1024)    /* one read(2) from a socket */
+#define WORKER_HIGH_WATERMARK (256 * 1024) /* stop reading the other side above this */
+#define WORKER_LOW_WATERMARK (64 * 1024)   /* resume below this */
+#define WORKER_POOL_MAX_IDLE 128        /* idle upstream connections per host */
+#define WORKER_POOL_IDLE_TIMEOUT_S 60.0 /* close an idle upstream connection after */
+
+struct worker;
+
+/* One upstream endpoint as seen by this worker. */
+struct host {
+    const struct cfg_endpoint *ep;
+    const struct cfg_cluster *cluster;
+    struct pool pool;
+    char name[64]; /* "ip:port" for logs and %UPSTREAM_HOST% */
+};
+
+struct cluster_rt {
+    const struct cfg_cluster *cfg;
+    struct host *hosts;
+    size_t n_hosts;
+    size_t rr_next; /* round-robin cursor */
+};
+
+struct al_sink {
+    struct access_log_format *fmt;
+    int fd;
+    struct buf out;
+};
+
+struct listener_rt {
+    struct worker *w;
+    const struct cfg_listener *cfg; /* NULL for the admin listener */
+    int fd;                         /* the shared listening socket */
+    int epfd;                       /* EPOLLEXCLUSIVE wrapper, watched by libev */
+    ev_io io;
+    struct al_sink *sinks;
+    size_t n_sinks;
+};
+
+struct conn; /* a downstream connection (http_server.c) */
+
+struct worker {
+    struct ev_loop *loop;
+    const struct config *cfg;
+    const struct child_ctx *ctx;
+    struct ipc_chan ctl;
+    struct listener_rt *listeners;
+    size_t n_listeners;
+    struct cluster_rt *clusters;
+    size_t n_clusters;
+    struct conn *conns; /* every open downstream connection */
+    size_t n_conns;
+    bool draining;
+    ev_timer drain_timer;
+    ev_timer flush_timer;
+    ev_signal sig_term;
+    char date[40]; /* current IMF-fixdate for Date headers */
+    time_t date_sec;
+};
+
+extern struct worker *the_worker;
+
+const char *worker_date(struct worker *w);
+void worker_conn_closed(struct worker *w); /* maybe finish a drain */
+struct host *worker_pick_host(struct worker *w, size_t cluster_index);
+
+/* http_server.c */
+void http_server_accept(struct worker *w, struct listener_rt *l, int fd,
+                        const struct sockaddr_storage *peer);
+/* Draining: ask every connection to close when its current request ends;
+ * close the idle ones now if `close_idle`. */
+void http_server_drain(struct worker *w, bool close_idle);
+/* The drain deadline passed: close everything. */
+void http_server_close_all(struct worker *w);
+
+/* admin.c: answer an admin request; fills status and body. */
+void admin_handle(struct worker *w, const char *method, const char *path, int *status,
+                  struct buf *body, const char **content_type);
+
+#endif
