@@ -259,6 +259,9 @@ static void send_local_reply(struct conn *c, int status, const char *body, size_
         add_flag(st, flag);
     st->status = status;
     st->response_started = true;
+    /* The rest of a request body we will not use is not worth reading. */
+    if (!st->request_complete && st->req_body != H1_BODY_NONE)
+        c->close_after = true;
     buf_printf(&c->out, "HTTP/1.1 %d %s\r\ncontent-length: %zu\r\n", status,
                h1_reason_phrase(status), body_len);
     if (body_len > 0)
@@ -276,9 +279,6 @@ static void send_local_reply(struct conn *c, int status, const char *body, size_
         st->bytes_sent += body_len;
     }
     st->response_complete = true;
-    /* The rest of a request body we will not use is not worth reading. */
-    if (!st->request_complete)
-        c->close_after = true;
     conn_flush(c);
     if (!c->dead && st->active && st->request_complete)
         stream_end(c);
