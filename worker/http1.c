@@ -334,6 +334,10 @@ static enum scan_rc scan_lines(struct h1_parser *p, const unsigned char *d, size
                 i++;
             } else if (c == '\n') {
                 rc = scan_fail(p, 400, "bare LF (lines must end with CRLF)");
+            } else if (p->kind == H1_REQUEST && !(cc[c] & CC_TCHAR)) {
+                /* A method is a token: a TLS ClientHello or binary junk is
+                 * refused at its first byte rather than when a CRLF arrives. */
+                rc = scan_fail(p, 400, "invalid method");
             } else {
                 p->msg_off = p->seen + i;
                 st = S_START;
@@ -348,10 +352,18 @@ static enum scan_rc scan_lines(struct h1_parser *p, const unsigned char *d, size
             }
             break;
         case S_START:
-            while (i < lim && d[i] != '\r' && d[i] != '\n')
+            while (i < lim && d[i] != '\r' && d[i] != '\n') {
+                /* A request line holds only tokens, VCHARs and single spaces. */
+                if (p->kind == H1_REQUEST && !(cc[d[i]] & CC_TARGET) && d[i] != ' ')
+                    break;
                 i++;
+            }
             if (i == lim)
                 break;
+            if (d[i] != '\r' && d[i] != '\n') {
+                rc = scan_fail(p, 400, "invalid character in the request line");
+                break;
+            }
             if (d[i] == '\n') {
                 rc = scan_fail(p, 400, "bare LF (lines must end with CRLF)");
             } else {
