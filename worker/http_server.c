@@ -38,7 +38,8 @@ struct stream {
     uint64_t upstream_start_ns;
     long service_time_ms; /* -1 until the upstream answered */
     const struct cfg_route *route;
-    const struct cluster_rt *cluster;
+    struct cluster_rt *cluster;
+    bool counted;           /* counted in cluster->n_active_rq (circuit breaker) */
     struct upstream *up;
     const char *upstream_host;
     bool request_complete;
@@ -63,7 +64,10 @@ struct conn {
     struct listener_rt *l;
     int fd;
     ev_io rio, wio;
-    ev_timer idle_timer;
+    ev_timer idle_timer;    /* no stream: hcm idle_timeout */
+    ev_timer header_timer;  /* first byte of a request head to its end: request_headers_timeout */
+    ev_timer stream_timer;  /* a stream with no activity: stream_idle_timeout */
+    ev_tstamp last_activity;
     struct buf in, out;
     struct h1_parser *parser;
     char peer[64];    /* "ip:port" */
@@ -117,6 +121,8 @@ static void conn_close(struct conn *c)
     ev_io_stop(w->loop, &c->rio);
     ev_io_stop(w->loop, &c->wio);
     ev_timer_stop(w->loop, &c->idle_timer);
+    ev_timer_stop(w->loop, &c->header_timer);
+    ev_timer_stop(w->loop, &c->stream_timer);
     close(c->fd);
     c->fd = -1;
     if (c->prev)
@@ -206,17 +212,19 @@ static const char *al_resp_header(void *ctx, const char *name, size_t *len)
 static void write_access_log(struct conn *c)
 {
     struct stream *st = &c->st;
-    if (c->l->n_sinks == 0 || st->req == NULL)
+    if (c->l->n_sinks == 0)
         return;
-    char protocol[16];
-    snprintf(protocol, sizeof(protocol), "HTTP/%d.%d", st->req->version_major,
-             st->req->version_minor);
+    /* A request whose head did not parse is logged too, with "-" for the unknown. */
+    char protocol[16] = "-";
+    if (st->req != NULL)
+        snprintf(protocol, sizeof(protocol), "HTTP/%d.%d", st->req->version_major,
+                 st->req->version_minor);
     struct access_log_info info = {
         .start_time_us = st->start_us,
         .req_header = al_req_header,
         .resp_header = al_resp_header,
         .ctx = st,
-        .protocol = protocol,
+        .protocol = st->req != NULL ? protocol : NULL,
         .response_code = st->status,
         .response_flags = st->flags[0] ? st->flags : "-",
         .bytes_received = st->bytes_received,
@@ -297,9 +305,14 @@ static void stream_end(struct conn *c)
     if (!st->active)
         return;
     ev_timer_stop(c->w->loop, &st->route_timer);
+    ev_timer_stop(c->w->loop, &c->stream_timer);
     if (st->up != NULL) {
         upstream_release(st->up, false);
         st->up = NULL;
+    }
+    if (st->counted) {
+        st->cluster->n_active_rq--;
+        st->counted = false;
     }
     write_access_log(c);
     st->active = false;
@@ -332,6 +345,7 @@ static void up_on_head(void *owner, const struct h1_head *resp)
     struct conn *c = owner;
     struct stream *st = &c->st;
     conn_enter(c);
+    c->last_activity = ev_now(c->w->loop);
     st->service_time_ms = (long)((proc_now_ns() - st->upstream_start_ns) / 1000000u);
     st->status = resp->status;
     st->response_started = true;
@@ -385,6 +399,7 @@ static void up_on_body(void *owner, const char *data, size_t len)
     if (len == 0 || st->framing == FRAME_NONE)
         return;
     conn_enter(c);
+    c->last_activity = ev_now(c->w->loop);
     if (st->framing == FRAME_CHUNKED) {
         buf_printf(&c->out, "%zx\r\n", len);
         buf_append(&c->out, data, len);
@@ -577,9 +592,21 @@ static void forward_to_cluster(struct conn *c)
     struct stream *st = &c->st;
     const struct cfg_route *r = st->route;
     struct host *host = worker_pick_host(c->w, r->cluster_index);
-    st->cluster = &c->w->clusters[r->cluster_index];
+    struct cluster_rt *cl = &c->w->clusters[r->cluster_index];
+    st->cluster = cl;
     if (host == NULL) {
         send_local_text(c, 503, "no healthy upstream", "UH");
+        return;
+    }
+    /* Circuit breakers, enforced per worker (see docs/design.md): no request
+     * queues for a connection, so max_pending_requests is not reached here. */
+    const struct cfg_circuit_breakers *cb = &cl->cfg->cb;
+    if (cl->n_active_rq >= cb->max_requests ||
+        (host->pool.n_idle == 0 && worker_cluster_connections(cl) >= cb->max_connections)) {
+        send_local_text(c, 503,
+                        "upstream connect error or disconnect/reset before headers. reset "
+                        "reason: overflow",
+                        "UO");
         return;
     }
     st->upstream_host = host->name;
@@ -594,6 +621,8 @@ static void forward_to_cluster(struct conn *c)
         send_local_text(c, 503, "upstream connect error: out of resources", "UO");
         return;
     }
+    cl->n_active_rq++;
+    st->counted = true;
     st->upstream_start_ns = proc_now_ns();
     upstream_expect_head_response(st->up, st->is_head);
     write_upstream_head(c, upstream_out(st->up), path, (size_t)plen);
@@ -623,6 +652,13 @@ static int req_on_head(void *ctx, const struct h1_head *head)
     struct conn *c = ctx;
     struct stream *st = &c->st;
     ev_timer_stop(c->w->loop, &c->idle_timer);
+    ev_timer_stop(c->w->loop, &c->header_timer);
+    c->last_activity = ev_now(c->w->loop);
+    uint64_t idle_ms = c->l->cfg ? c->l->cfg->hcm.stream_idle_timeout_ms : 0;
+    if (idle_ms > 0) {
+        ev_timer_set(&c->stream_timer, (double)idle_ms / 1000.0, 0.);
+        ev_timer_start(c->w->loop, &c->stream_timer);
+    }
     struct timeval tv;
     gettimeofday(&tv, NULL);
     memset(st, 0, offsetof(struct stream, route_timer));
@@ -786,6 +822,14 @@ static void on_conn_readable(struct ev_loop *loop, ev_io *io, int revents)
         conn_leave(c);
         return;
     }
+    if (n > 0) {
+        c->last_activity = ev_now(c->w->loop);
+        uint64_t hdr_ms = c->l->cfg ? c->l->cfg->hcm.request_headers_timeout_ms : 0;
+        if (!c->st.active && hdr_ms > 0 && !ev_is_active(&c->header_timer)) {
+            ev_timer_set(&c->header_timer, (double)hdr_ms / 1000.0, 0.);
+            ev_timer_start(c->w->loop, &c->header_timer);
+        }
+    }
     if (n <= 0) {
         /* The client went away (or half-closed, which HTTP/1.1 proxies treat
          * the same way). An unfinished stream is a downstream reset. */
@@ -804,9 +848,14 @@ static void conn_flush(struct conn *c)
 {
     if (c->dead)
         return;
-    if (buf_len(&c->out) > 0 && buf_write_to(&c->out, c->fd) < 0) {
-        conn_abort(c, "DC");
-        return;
+    if (buf_len(&c->out) > 0) {
+        ssize_t n = buf_write_to(&c->out, c->fd);
+        if (n < 0) {
+            conn_abort(c, "DC");
+            return;
+        }
+        if (n > 0)
+            c->last_activity = ev_now(c->w->loop);
     }
     if (buf_len(&c->out) > 0) {
         if (!ev_is_active(&c->wio))
@@ -850,6 +899,54 @@ static void on_idle_timeout(struct ev_loop *loop, ev_timer *t, int revents)
     conn_leave(c);
 }
 
+static void on_header_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct conn *c = t->data;
+    conn_enter(c);
+    if (!c->st.active) {
+        /* A head trickling in too slowly (slowloris): refuse and close. */
+        memset(&c->st, 0, offsetof(struct stream, route_timer));
+        c->st.active = true;
+        c->st.request_complete = true;
+        c->st.start_ns = proc_now_ns();
+        c->st.service_time_ms = -1;
+        c->close_after = true;
+        send_local_text(c, 408, "request headers timeout\n", "DPE");
+    }
+    conn_leave(c);
+}
+
+static void on_stream_idle(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct conn *c = t->data;
+    struct stream *st = &c->st;
+    if (!st->active)
+        return;
+    double timeout = (double)c->l->cfg->hcm.stream_idle_timeout_ms / 1000.0;
+    double idle = ev_now(loop) - c->last_activity;
+    if (idle < timeout) {
+        /* Activity since the timer was set: sleep for the rest only. */
+        ev_timer_set(t, timeout - idle, 0.);
+        ev_timer_start(loop, t);
+        return;
+    }
+    conn_enter(c);
+    if (st->up != NULL) {
+        upstream_release(st->up, false);
+        st->up = NULL;
+    }
+    if (st->response_started)
+        conn_abort(c, "SI");
+    else {
+        c->close_after = true;
+        send_local_text(c, 408, "stream timeout", "SI");
+    }
+    conn_leave(c);
+}
+
 static void format_peer(const struct sockaddr_storage *ss, char *ip, size_t ip_cap, char *both,
                         size_t both_cap)
 {
@@ -885,7 +982,10 @@ void http_server_accept(struct worker *w, struct listener_rt *l, int fd,
     ev_io_init(&c->wio, on_conn_writable, fd, EV_WRITE);
     ev_timer_init(&c->idle_timer, on_idle_timeout, 0., 0.);
     ev_timer_init(&c->st.route_timer, on_route_timeout, 0., 0.);
+    ev_timer_init(&c->header_timer, on_header_timeout, 0., 0.);
+    ev_timer_init(&c->stream_timer, on_stream_idle, 0., 0.);
     c->rio.data = c->wio.data = c->idle_timer.data = c->st.route_timer.data = c;
+    c->header_timer.data = c->stream_timer.data = c;
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;

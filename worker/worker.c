@@ -43,6 +43,14 @@ struct host *worker_pick_host(struct worker *w, size_t cluster_index)
     return h;
 }
 
+size_t worker_cluster_connections(const struct cluster_rt *cl)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < cl->n_hosts; i++)
+        n += cl->hosts[i].pool.n_active + cl->hosts[i].pool.n_idle;
+    return n;
+}
+
 static void flush_access_logs(struct worker *w)
 {
     for (size_t i = 0; i < w->n_listeners; i++)

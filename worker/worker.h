@@ -34,7 +34,8 @@ struct cluster_rt {
     const struct cfg_cluster *cfg;
     struct host *hosts;
     size_t n_hosts;
-    size_t rr_next; /* round-robin cursor */
+    size_t rr_next;     /* round-robin cursor */
+    size_t n_active_rq; /* requests in flight to this cluster from this worker */
 };
 
 struct al_sink {
@@ -79,6 +80,8 @@ extern struct worker *the_worker;
 const char *worker_date(struct worker *w);
 void worker_conn_closed(struct worker *w); /* maybe finish a drain */
 struct host *worker_pick_host(struct worker *w, size_t cluster_index);
+/* Open upstream connections (active and idle) from this worker to a cluster. */
+size_t worker_cluster_connections(const struct cluster_rt *cl);
 
 /* http_server.c */
 void http_server_accept(struct worker *w, struct listener_rt *l, int fd,
