@@ -4,6 +4,7 @@
 #define LEGATE_COMMON_ROLE_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <ev.h>
@@ -28,6 +29,7 @@ struct child_ctx {
     const char *runtime_dir;      /* private 0700 directory */
     unsigned base_id;
     uint32_t drain_time_ms;       /* --drain-time-s, for a drain started by a signal */
+    bool reuseport;               /* --accept-strategy reuseport: a socket per worker */
     int fd_sock;                  /* worker: its end of the socketpair to the listener */
     const int *worker_socks;      /* listener: the listener's end for each worker slot */
     size_t n_worker_socks;

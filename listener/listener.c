@@ -19,12 +19,13 @@ struct listener_state {
     struct ipc_chan ctl;
     int *fds; /* listening sockets: config listeners, then admin */
     size_t n_fds;
+    int **worker_fds; /* reuseport: each worker's own set, laid out like fds */
     bool has_admin;
     ev_io *worker_io; /* one per worker slot */
     ev_signal sig_term;
 };
 
-static int bind_listener(const struct cfg_addr *a, const char *what)
+static int bind_listener(const struct cfg_addr *a, const char *what, bool reuseport)
 {
     int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -33,6 +34,11 @@ static int bind_listener(const struct cfg_addr *a, const char *what)
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+        log_error("%s: SO_REUSEPORT: %s", what, strerror(errno));
+        close(fd);
+        return -1;
+    }
     if (a->ss.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     if (bind(fd, (const struct sockaddr *)&a->ss, a->sslen) != 0) {
@@ -45,7 +51,7 @@ static int bind_listener(const struct cfg_addr *a, const char *what)
         close(fd);
         return -1;
     }
-    log_info("%s listening on %s port %u", what, a->address, a->port);
+    log_debug("%s listening on %s port %u", what, a->address, a->port);
     return fd;
 }
 
@@ -74,7 +80,9 @@ static void on_worker_request(struct ev_loop *loop, ev_io *w, int revents)
                                 .nonce = req.nonce,
                                 .n_sockets = (uint32_t)st->n_fds,
                                 .has_admin = st->has_admin};
-    if (ipc_send_fds(w->fd, &rep, sizeof(rep), st->fds, st->n_fds) != 0)
+    size_t slot = (size_t)(w - st->worker_io);
+    const int *fds = st->worker_fds != NULL ? st->worker_fds[slot] : st->fds;
+    if (ipc_send_fds(w->fd, &rep, sizeof(rep), fds, st->n_fds) != 0)
         log_warn("cannot hand sockets to a worker: %s", strerror(errno));
     else
         log_debug("handed %zu sockets to a worker", st->n_fds);
@@ -117,16 +125,37 @@ int listener_run(const struct child_ctx *ctx)
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         char what[160];
         snprintf(what, sizeof(what), "listener '%s'", cfg->listeners[i].name);
-        int fd = bind_listener(&cfg->listeners[i].addr, what);
+        int fd = bind_listener(&cfg->listeners[i].addr, what, ctx->reuseport);
         if (fd < 0)
             return 1;
         st.fds[st.n_fds++] = fd;
+        log_info("%s listening on %s port %u", what, cfg->listeners[i].addr.address,
+                 cfg->listeners[i].addr.port);
     }
     if (st.has_admin) {
-        int fd = bind_listener(&cfg->admin.addr, "admin");
+        /* The admin listener is never sharded: it is not on the hot path. */
+        int fd = bind_listener(&cfg->admin.addr, "admin", false);
         if (fd < 0)
             return 1;
         st.fds[st.n_fds++] = fd;
+        log_info("admin listening on %s port %u", cfg->admin.addr.address, cfg->admin.addr.port);
+    }
+    if (ctx->reuseport) {
+        /* One more socket per listener and worker, all in one SO_REUSEPORT
+         * group; worker 0 takes the first ones bound above. The kernel then
+         * spreads connections over the workers' own accept queues. */
+        st.worker_fds = calloc(ctx->n_worker_socks, sizeof(int *));
+        for (size_t wk = 0; wk < ctx->n_worker_socks; wk++) {
+            st.worker_fds[wk] = calloc(st.n_fds, sizeof(int));
+            for (size_t i = 0; i < st.n_fds; i++) {
+                bool shard = i < cfg->n_listeners && wk > 0;
+                int fd = shard ? bind_listener(&cfg->listeners[i].addr, "listener shard", true)
+                               : st.fds[i];
+                if (fd < 0)
+                    return 1;
+                st.worker_fds[wk][i] = fd;
+            }
+        }
     }
     st.worker_io = calloc(ctx->n_worker_socks, sizeof(ev_io));
     for (size_t i = 0; i < ctx->n_worker_socks; i++) {

@@ -27,6 +27,10 @@ static void usage(FILE *out)
             "  -l, --log-level LEVEL    trace, debug, info, warn, error (default info)\n"
             "      --drain-time-s N     on stop, time in-flight requests get to finish (default "
             "600)\n"
+            "      --accept-strategy exclusive|reuseport\n"
+            "                           one shared accept queue woken with EPOLLEXCLUSIVE "
+            "(default),\n"
+            "                           or one SO_REUSEPORT socket per worker\n"
             "      --version            print the version and exit\n"
             "  -h, --help               this text\n");
 }
@@ -69,7 +73,7 @@ int main(int argc, char **argv)
 {
     proc_title_init(argc, argv);
 
-    enum { OPT_MODE = 256, OPT_CONCURRENCY, OPT_BASE_ID, OPT_DRAIN, OPT_VERSION };
+    enum { OPT_MODE = 256, OPT_CONCURRENCY, OPT_BASE_ID, OPT_DRAIN, OPT_VERSION, OPT_ACCEPT };
     static const struct option longopts[] = {
         {"config-path", required_argument, NULL, 'c'},
         {"mode", required_argument, NULL, OPT_MODE},
@@ -77,6 +81,7 @@ int main(int argc, char **argv)
         {"base-id", required_argument, NULL, OPT_BASE_ID},
         {"log-level", required_argument, NULL, 'l'},
         {"drain-time-s", required_argument, NULL, OPT_DRAIN},
+        {"accept-strategy", required_argument, NULL, OPT_ACCEPT},
         {"version", no_argument, NULL, OPT_VERSION},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -133,6 +138,15 @@ int main(int argc, char **argv)
             if (parse_uint("--drain-time-s", optarg, 86400, &v) != 0)
                 return 2;
             opt.drain_time_ms = (uint32_t)v * 1000;
+            break;
+        case OPT_ACCEPT:
+            if (strcmp(optarg, "reuseport") == 0)
+                opt.reuseport = true;
+            else if (strcmp(optarg, "exclusive") != 0) {
+                fprintf(stderr, "legate: --accept-strategy: '%s' is not exclusive or reuseport\n",
+                        optarg);
+                return 2;
+            }
             break;
         case OPT_VERSION:
             printf("legate %s\n", LEGATE_VERSION);

@@ -340,6 +340,7 @@ static void child_main(struct sup *s, struct child *c)
         .runtime_dir = s->runtime_dir,
         .base_id = s->opt.base_id,
         .drain_time_ms = s->opt.drain_time_ms,
+        .reuseport = s->opt.reuseport,
         .fd_sock = -1,
     };
     if (c->def->role == ROLE_WORKER) {

@@ -10,6 +10,7 @@ struct sup_options {
     unsigned concurrency;   /* workers */
     unsigned base_id;       /* names the runtime directory (and later the shm segments) */
     uint32_t drain_time_ms; /* how long in-flight requests may take to finish on stop */
+    bool reuseport;         /* accept strategy: SO_REUSEPORT socket per worker (else shared) */
 };
 
 /* Serve until stopped. Returns the process exit code. */
