@@ -36,23 +36,23 @@ enum cfg_route_action {
 };
 
 struct cfg_route {
-    enum cfg_route_match match;  /* how `match_value` is compared with the path */
-    char *match_value;           /* the prefix or exact path */
-    size_t match_len;            /* strlen(match_value) */
+    enum cfg_route_match match; /* how `match_value` is compared with the path */
+    char *match_value;          /* the prefix or exact path */
+    size_t match_len;           /* strlen(match_value) */
     enum cfg_route_action action;
-    char *cluster;               /* ROUTE_ACTION_CLUSTER: the cluster's name */
-    size_t cluster_index;        /* index into cfg->clusters, resolved at load */
-    uint64_t timeout_ms;         /* route.timeout; default 15000; 0 disables */
-    char *prefix_rewrite;        /* route.prefix_rewrite, or NULL */
-    int direct_status;           /* direct_response.status (100..599) */
-    char *direct_body;           /* direct_response.body.inline_string, or NULL */
-    size_t direct_body_len;      /* its length */
-    struct cfg_mark mark;        /* where the route was written */
+    char *cluster;          /* ROUTE_ACTION_CLUSTER: the cluster's name */
+    size_t cluster_index;   /* index into cfg->clusters, resolved at load */
+    uint64_t timeout_ms;    /* route.timeout; default 15000; 0 disables */
+    char *prefix_rewrite;   /* route.prefix_rewrite, or NULL */
+    int direct_status;      /* direct_response.status (100..599) */
+    char *direct_body;      /* direct_response.body.inline_string, or NULL */
+    size_t direct_body_len; /* its length */
+    struct cfg_mark mark;   /* where the route was written */
 };
 
 struct cfg_vhost {
-    char *name;            /* virtual_hosts[].name */
-    char **domains;        /* lower-cased, as written otherwise ("*", "*.x", "x.*", "a.b") */
+    char *name;     /* virtual_hosts[].name */
+    char **domains; /* lower-cased, as written otherwise ("*", "*.x", "x.*", "a.b") */
     size_t n_domains;
     struct cfg_route *routes; /* first match wins */
     size_t n_routes;
@@ -77,15 +77,15 @@ enum cfg_codec {
 
 /* envoy.filters.network.http_connection_manager */
 struct cfg_hcm {
-    char *stat_prefix;           /* required, as in Envoy */
-    enum cfg_codec codec;        /* codec_type */
-    bool generate_request_id;    /* default true */
+    char *stat_prefix;              /* required, as in Envoy */
+    enum cfg_codec codec;           /* codec_type */
+    bool generate_request_id;       /* default true */
     struct cfg_route_config routes; /* route_config (inline; RDS is not supported) */
     struct cfg_access_log *access_logs;
     size_t n_access_logs;
     uint64_t request_headers_timeout_ms; /* request_headers_timeout; 0 = none (Envoy default) */
     uint64_t stream_idle_timeout_ms;     /* stream_idle_timeout; default 300000 */
-    uint64_t idle_timeout_ms;            /* common_http_protocol_options.idle_timeout; default 3600000 */
+    uint64_t idle_timeout_ms; /* common_http_protocol_options.idle_timeout; default 3600000 */
 };
 
 struct cfg_listener {
@@ -131,7 +131,7 @@ struct cfg_admin {
 };
 
 struct config {
-    char *source;         /* the file name (or "<embedded>") errors are reported against */
+    char *source; /* the file name (or "<embedded>") errors are reported against */
     struct cfg_admin admin;
     struct cfg_listener *listeners;
     size_t n_listeners;

@@ -38,8 +38,8 @@ size_t ipc_encode(uint16_t type, const void *payload, size_t len, void *out, siz
     int i = catalogue_find(type);
     if (i < 0 || len != catalogue[i].size || cap < sizeof(struct ipc_header) + len)
         return 0;
-    struct ipc_header h = {.magic = IPC_MAGIC, .type = type, .len = (uint16_t)len,
-                           .pid = (int32_t)getpid()};
+    struct ipc_header h = {
+        .magic = IPC_MAGIC, .type = type, .len = (uint16_t)len, .pid = (int32_t)getpid()};
     memcpy(out, &h, sizeof(h));
     memcpy((char *)out + sizeof(h), payload, len);
     return sizeof(h) + len;
@@ -184,8 +184,7 @@ int ipc_open_dealer(struct ipc_chan *ch, struct ev_loop *loop, const char *endpo
     return ipc_watch(ch, loop, on_msg, data);
 }
 
-int ipc_send(struct ipc_chan *ch, const char *peer, uint16_t type, const void *payload,
-             size_t len)
+int ipc_send(struct ipc_chan *ch, const char *peer, uint16_t type, const void *payload, size_t len)
 {
     char frame[256];
     size_t n = ipc_encode(type, payload, len, frame, sizeof(frame));
@@ -244,7 +243,9 @@ ssize_t ipc_recv_fds(int sock, void *data, size_t cap, int *fds, size_t max_fds,
         char buf[CMSG_SPACE(sizeof(int) * IPC_MAX_FDS)];
         struct cmsghdr align;
     } ctrl;
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl.buf,
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = ctrl.buf,
                         .msg_controllen = sizeof(ctrl.buf)};
     ssize_t n;
     do

@@ -73,13 +73,13 @@ typedef void (*ipc_handler)(struct ipc_chan *ch, const char *peer, size_t peer_l
                             const struct ipc_msg *msg);
 
 struct ipc_chan {
-    void *zctx;          /* created in this process, never inherited */
-    void *zsock;         /* ROUTER (supervisor) or DEALER (children) */
+    void *zctx;  /* created in this process, never inherited */
+    void *zsock; /* ROUTER (supervisor) or DEALER (children) */
     bool is_router;
     struct ev_loop *loop;
-    ev_io io;            /* watches ZMQ_FD (edge-triggered) */
+    ev_io io; /* watches ZMQ_FD (edge-triggered) */
     ipc_handler on_msg;
-    void *data;          /* for the owner */
+    void *data; /* for the owner */
 };
 
 /* The supervisor's end: bind a ROUTER at `endpoint` (ipc://...). */
@@ -89,8 +89,7 @@ int ipc_open_router(struct ipc_chan *ch, struct ev_loop *loop, const char *endpo
 int ipc_open_dealer(struct ipc_chan *ch, struct ev_loop *loop, const char *endpoint,
                     const char *identity, ipc_handler on_msg, void *data);
 /* Send one message; peer is the ROUTER's destination identity (NULL on a DEALER). */
-int ipc_send(struct ipc_chan *ch, const char *peer, uint16_t type, const void *payload,
-             size_t len);
+int ipc_send(struct ipc_chan *ch, const char *peer, uint16_t type, const void *payload, size_t len);
 void ipc_close(struct ipc_chan *ch);
 
 /* Descriptor passing over a SOCK_SEQPACKET Unix socket: one datagram carries

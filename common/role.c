@@ -40,7 +40,8 @@ struct ev_loop *child_start(const struct child_ctx *ctx, const char *title, stru
     if (ctx->role == ROLE_WORKER)
         snprintf(identity, sizeof(identity), "worker-%d", ctx->index);
     else
-        snprintf(identity, sizeof(identity), "%s", ctx->role == ROLE_LISTENER ? "listener" : "upstream");
+        snprintf(identity, sizeof(identity), "%s",
+                 ctx->role == ROLE_LISTENER ? "listener" : "upstream");
     if (ipc_open_dealer(ch, loop, ctx->control_endpoint, identity, on_msg, data) != 0)
         log_fatal("cannot open the control channel");
     struct ipc_hello hello = {.role = ctx->role, .index = ctx->index, .pid = (int32_t)getpid()};

@@ -28,10 +28,10 @@ struct child_ctx {
     const char *control_endpoint; /* ipc:// endpoint of the supervisor's ROUTER */
     const char *runtime_dir;      /* private 0700 directory */
     unsigned base_id;
-    uint32_t drain_time_ms;       /* --drain-time-s, for a drain started by a signal */
-    bool reuseport;               /* --accept-strategy reuseport: a socket per worker */
-    int fd_sock;                  /* worker: its end of the socketpair to the listener */
-    const int *worker_socks;      /* listener: the listener's end for each worker slot */
+    uint32_t drain_time_ms;  /* --drain-time-s, for a drain started by a signal */
+    bool reuseport;          /* --accept-strategy reuseport: a socket per worker */
+    int fd_sock;             /* worker: its end of the socketpair to the listener */
+    const int *worker_socks; /* listener: the listener's end for each worker slot */
     size_t n_worker_socks;
 };
 

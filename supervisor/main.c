@@ -16,23 +16,24 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: legate [-c FILE] [options]\n"
-            "\n"
-            "  -c, --config-path FILE   Envoy v3 bootstrap YAML (default: the embedded quickstart "
-            "config)\n"
-            "      --mode serve|validate  validate: check the config, print OK or the errors, exit\n"
-            "      --concurrency N      worker processes (default: online CPUs)\n"
-            "      --base-id N          instance id; names the runtime directory (default 0)\n"
-            "  -l, --log-level LEVEL    trace, debug, info, warn, error (default info)\n"
-            "      --drain-time-s N     on stop, time in-flight requests get to finish (default "
-            "600)\n"
-            "      --accept-strategy exclusive|reuseport\n"
-            "                           one shared accept queue woken with EPOLLEXCLUSIVE "
-            "(default),\n"
-            "                           or one SO_REUSEPORT socket per worker\n"
-            "      --version            print the version and exit\n"
-            "  -h, --help               this text\n");
+    fprintf(
+        out,
+        "usage: legate [-c FILE] [options]\n"
+        "\n"
+        "  -c, --config-path FILE   Envoy v3 bootstrap YAML (default: the embedded quickstart "
+        "config)\n"
+        "      --mode serve|validate  validate: check the config, print OK or the errors, exit\n"
+        "      --concurrency N      worker processes (default: online CPUs)\n"
+        "      --base-id N          instance id; names the runtime directory (default 0)\n"
+        "  -l, --log-level LEVEL    trace, debug, info, warn, error (default info)\n"
+        "      --drain-time-s N     on stop, time in-flight requests get to finish (default "
+        "600)\n"
+        "      --accept-strategy exclusive|reuseport\n"
+        "                           one shared accept queue woken with EPOLLEXCLUSIVE "
+        "(default),\n"
+        "                           or one SO_REUSEPORT socket per worker\n"
+        "      --version            print the version and exit\n"
+        "  -h, --help               this text\n");
 }
 
 static int parse_uint(const char *flag, const char *s, unsigned long max, unsigned long *out)
@@ -56,8 +57,8 @@ static int check_access_log_formats(const struct config *cfg)
         const struct cfg_hcm *h = &cfg->listeners[i].hcm;
         for (size_t j = 0; j < h->n_access_logs; j++) {
             char err[256];
-            struct access_log_format *f = access_log_format_compile(h->access_logs[j].format, err,
-                                                                   sizeof(err));
+            struct access_log_format *f =
+                access_log_format_compile(h->access_logs[j].format, err, sizeof(err));
             if (f == NULL) {
                 fprintf(stderr, "%s: static_resources.listeners[%zu] access_log[%zu]: %s\n",
                         cfg->source, i, j, err);
@@ -126,8 +127,9 @@ int main(int argc, char **argv)
         case 'l': {
             int level = log_level_parse(optarg);
             if (level < 0) {
-                fprintf(stderr, "legate: --log-level: '%s' is not trace, debug, info, warn or "
-                                "error\n",
+                fprintf(stderr,
+                        "legate: --log-level: '%s' is not trace, debug, info, warn or "
+                        "error\n",
                         optarg);
                 return 2;
             }
@@ -167,10 +169,9 @@ int main(int argc, char **argv)
 
     struct config cfg;
     struct config_errors errs = {0};
-    int rc = config_path != NULL
-                 ? config_load_file(config_path, &cfg, &errs)
-                 : config_load_string("<embedded>", config_default_yaml, strlen(config_default_yaml),
-                                      &cfg, &errs);
+    int rc = config_path != NULL ? config_load_file(config_path, &cfg, &errs)
+                                 : config_load_string("<embedded>", config_default_yaml,
+                                                      strlen(config_default_yaml), &cfg, &errs);
     if (rc != 0) {
         for (size_t i = 0; i < errs.n; i++)
             fprintf(stderr, "%s\n", errs.msgs[i]);

@@ -31,10 +31,10 @@ static const struct role_def {
 
 #define RESPAWN_MIN_MS 50u
 #define RESPAWN_MAX_MS 30000u
-#define STABLE_AFTER_MS 10000u    /* a child alive this long resets its backoff */
-#define CRASH_WINDOW_MS 60000u    /* crash-loop accounting window */
-#define CRASH_LOOP_COUNT 5u       /* crashes per window that make it a loop */
-#define STOP_GRACE_MS 3000u       /* after the drain time, SIGKILL what is left */
+#define STABLE_AFTER_MS 10000u /* a child alive this long resets its backoff */
+#define CRASH_WINDOW_MS 60000u /* crash-loop accounting window */
+#define CRASH_LOOP_COUNT 5u    /* crashes per window that make it a loop */
+#define STOP_GRACE_MS 3000u    /* after the drain time, SIGKILL what is left */
 
 struct sup;
 
@@ -212,9 +212,10 @@ static void schedule_respawn(struct sup *s, struct child *c, const char *how)
     if (now - c->started_ms >= STABLE_AFTER_MS)
         c->backoff_ms = RESPAWN_MIN_MS;
     else
-        c->backoff_ms = c->backoff_ms == 0 ? RESPAWN_MIN_MS
-                                           : (c->backoff_ms * 2 > RESPAWN_MAX_MS ? RESPAWN_MAX_MS
-                                                                                 : c->backoff_ms * 2);
+        c->backoff_ms =
+            c->backoff_ms == 0
+                ? RESPAWN_MIN_MS
+                : (c->backoff_ms * 2 > RESPAWN_MAX_MS ? RESPAWN_MAX_MS : c->backoff_ms * 2);
     if (now - c->window_start_ms > CRASH_WINDOW_MS) {
         c->window_start_ms = now;
         c->crashes_in_window = 0;

@@ -25,7 +25,7 @@ enum piece_kind {
 
 struct piece {
     enum piece_kind kind;
-    char *text;     /* literal text, or the header name for REQ/RESP */
+    char *text; /* literal text, or the header name for REQ/RESP */
     size_t len;
     char *alt;      /* REQ(X?Y): the fallback header, or NULL */
     size_t max_len; /* :N truncation, 0 = none */
@@ -111,8 +111,8 @@ static int parse_header_op(struct piece *p, const char *arg, size_t arg_len, con
         size_t v = 0;
         for (size_t i = 1; i < after_len; i++) {
             if (after[i] < '0' || after[i] > '9' || v > 1000000) {
-                snprintf(err, err_cap, "bad length '%.*s' after a header operator",
-                         (int)after_len, after);
+                snprintf(err, err_cap, "bad length '%.*s' after a header operator", (int)after_len,
+                         after);
                 return -1;
             }
             v = v * 10 + (size_t)(after[i] - '0');

@@ -11,9 +11,9 @@
 
 /* Envoy's default format. */
 #define ACCESS_LOG_DEFAULT_FORMAT                                                                  \
-    "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" "            \
-    "%RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% "                  \
-    "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" "     \
+    "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" "             \
+    "%RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% "                   \
+    "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" "      \
     "\"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\"\n"
 
 struct access_log_format;
@@ -26,8 +26,8 @@ struct access_log_info {
     const char *(*req_header)(void *ctx, const char *name, size_t *len);
     const char *(*resp_header)(void *ctx, const char *name, size_t *len);
     void *ctx;
-    const char *protocol; /* "HTTP/1.1" */
-    int response_code;    /* 0 if none was sent */
+    const char *protocol;       /* "HTTP/1.1" */
+    int response_code;          /* 0 if none was sent */
     const char *response_flags; /* "-" or e.g. "UF,URX" */
     uint64_t bytes_received;
     uint64_t bytes_sent;

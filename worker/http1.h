@@ -54,8 +54,8 @@ struct h1_head {
     /* requests (NULL / 0 in a response head) */
     const char *method; /* NUL-terminated, e.g. "GET" */
     enum http_method method_id;
-    const char *path;   /* NUL-terminated origin-form path+query; for absolute-form
-                           targets, the path of the URI ("/" if empty) */
+    const char *path; /* NUL-terminated origin-form path+query; for absolute-form
+                         targets, the path of the URI ("/" if empty) */
     size_t path_len;
     const char *authority; /* NUL-terminated: the absolute-form URI's authority if
                               present (it wins), else the Host header; NULL if none */

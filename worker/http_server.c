@@ -39,7 +39,7 @@ struct stream {
     long service_time_ms; /* -1 until the upstream answered */
     const struct cfg_route *route;
     struct cluster_rt *cluster;
-    bool counted;           /* counted in cluster->n_active_rq (circuit breaker) */
+    bool counted; /* counted in cluster->n_active_rq (circuit breaker) */
     struct upstream *up;
     const char *upstream_host;
     bool request_complete;
@@ -64,14 +64,14 @@ struct conn {
     struct listener_rt *l;
     int fd;
     ev_io rio, wio;
-    ev_timer idle_timer;    /* no stream: hcm idle_timeout */
-    ev_timer header_timer;  /* first byte of a request head to its end: request_headers_timeout */
-    ev_timer stream_timer;  /* a stream with no activity: stream_idle_timeout */
+    ev_timer idle_timer;   /* no stream: hcm idle_timeout */
+    ev_timer header_timer; /* first byte of a request head to its end: request_headers_timeout */
+    ev_timer stream_timer; /* a stream with no activity: stream_idle_timeout */
     ev_tstamp last_activity;
     struct buf in, out;
     struct h1_parser *parser;
-    char peer[64];    /* "ip:port" */
-    char peer_ip[48]; /* for x-forwarded-for */
+    char peer[64];     /* "ip:port" */
+    char peer_ip[48];  /* for x-forwarded-for */
     bool backpressure; /* upstream side is full: stop reading */
     bool close_after;  /* close once the current response is written */
     bool closing;      /* writing the last bytes, then close */
@@ -150,8 +150,8 @@ static void conn_update_read(struct conn *c)
 {
     if (c->dead)
         return;
-    bool want = !c->closing && !c->backpressure &&
-                !(h1_parser_is_stopped(c->parser) && c->st.active);
+    bool want =
+        !c->closing && !c->backpressure && !(h1_parser_is_stopped(c->parser) && c->st.active);
     /* A complete request waiting for its response: read no further, so a client
      * pipelining without end cannot grow our buffer. */
     if (want && !ev_is_active(&c->rio))
@@ -371,8 +371,8 @@ static void up_on_head(void *owner, const struct h1_head *resp)
         /* HEAD and 304 responses describe the body they did not send: keep it. */
         if (no_body && h1_header_is(h, "content-length")) {
             if (resp->status != 204)
-                buf_printf(&c->out, "%.*s: %.*s\r\n", (int)h->name_len, h->name,
-                           (int)h->value_len, h->value);
+                buf_printf(&c->out, "%.*s: %.*s\r\n", (int)h->name_len, h->name, (int)h->value_len,
+                           h->value);
             continue;
         }
         if (h1_header_is_hop_by_hop(resp, h))
@@ -533,8 +533,8 @@ static uint64_t rng_next(void)
 static void make_uuid(char out[37])
 {
     uint64_t a = rng_next(), b = rng_next();
-    a = (a & ~0xf000ull) | 0x4000ull;                         /* version 4 */
-    b = (b & ~(0xc000ull << 48)) | (0x8000ull << 48);         /* RFC 4122 variant */
+    a = (a & ~0xf000ull) | 0x4000ull;                 /* version 4 */
+    b = (b & ~(0xc000ull << 48)) | (0x8000ull << 48); /* RFC 4122 variant */
     snprintf(out, 37, "%08x-%04x-%04x-%04x-%012llx", (unsigned)(a >> 32),
              (unsigned)((a >> 16) & 0xffff), (unsigned)(a & 0xffff), (unsigned)(b >> 48),
              (unsigned long long)(b & 0xffffffffffffull));

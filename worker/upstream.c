@@ -241,7 +241,8 @@ static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
         int err = 0;
         socklen_t len = sizeof(err);
         if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
-            log_debug("upstream %s: connect failed: %s", u->host->name, strerror(err ? err : errno));
+            log_debug("upstream %s: connect failed: %s", u->host->name,
+                      strerror(err ? err : errno));
             upstream_fail(u, UPSTREAM_CONNECT_FAILED);
             return;
         }

@@ -269,8 +269,7 @@ static void setup_clusters(struct worker *w)
                 snprintf(h->name, sizeof(h->name), "[%s]:%u", h->ep->addr.address,
                          h->ep->addr.port);
             else
-                snprintf(h->name, sizeof(h->name), "%s:%u", h->ep->addr.address,
-                         h->ep->addr.port);
+                snprintf(h->name, sizeof(h->name), "%s:%u", h->ep->addr.address, h->ep->addr.port);
         }
     }
 }

@@ -14,11 +14,11 @@
 #include "worker/access_log.h"
 #include "worker/pool.h"
 
-#define WORKER_READ_SIZE (32 * 1024)    /* one read(2) from a socket */
+#define WORKER_READ_SIZE (32 * 1024)       /* one read(2) from a socket */
 #define WORKER_HIGH_WATERMARK (256 * 1024) /* stop reading the other side above this */
 #define WORKER_LOW_WATERMARK (64 * 1024)   /* resume below this */
-#define WORKER_POOL_MAX_IDLE 128        /* idle upstream connections per host */
-#define WORKER_POOL_IDLE_TIMEOUT_S 60.0 /* close an idle upstream connection after */
+#define WORKER_POOL_MAX_IDLE 128           /* idle upstream connections per host */
+#define WORKER_POOL_IDLE_TIMEOUT_S 60.0    /* close an idle upstream connection after */
 
 struct worker;
 

@@ -16,8 +16,10 @@ static const char *req_header(void *ctx, const char *name, size_t *len)
     (void)ctx;
     static const struct {
         const char *name, *value;
-    } h[] = {{":method", "GET"},          {":path", "/a?b=1"},
-             {":authority", "example.com"}, {"user-agent", "curl/7.88"},
+    } h[] = {{":method", "GET"},
+             {":path", "/a?b=1"},
+             {":authority", "example.com"},
+             {"user-agent", "curl/7.88"},
              {"x-request-id", "rid-1"}};
     for (size_t i = 0; i < sizeof(h) / sizeof(h[0]); i++)
         if (strcasecmp(h[i].name, name) == 0) {
