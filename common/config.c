@@ -2030,7 +2030,13 @@ int config_load_string(const char *source_name, const char *yaml, size_t len, st
     memset(cfg, 0, sizeof *cfg);
     memset(errs, 0, sizeof *errs);
     cfg->source = dup_string(&ld, ld.source);
-    if (!cfg->source || !yaml_parser_initialize(&parser)) {
+    cfg->text = malloc(len + 1);
+    if (cfg->text != NULL) {
+        memcpy(cfg->text, yaml, len);
+        cfg->text[len] = '\0';
+        cfg->text_len = len;
+    }
+    if (!cfg->source || !cfg->text || !yaml_parser_initialize(&parser)) {
         ld.oom = true;
         goto done;
     }
@@ -2196,6 +2202,7 @@ void config_free(struct config *cfg)
     free(cfg->clusters);
     free(cfg->admin.addr.address);
     free(cfg->source);
+    free(cfg->text);
     memset(cfg, 0, sizeof *cfg);
 }
 

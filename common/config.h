@@ -132,6 +132,8 @@ struct cfg_admin {
 
 struct config {
     char *source; /* the file name (or "<embedded>") errors are reported against */
+    char *text;   /* the YAML exactly as validated: children re-parse this, not the file */
+    size_t text_len;
     struct cfg_admin admin;
     struct cfg_listener *listeners;
     size_t n_listeners;

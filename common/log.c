@@ -19,6 +19,11 @@ int log_level_parse(const char *s)
     return -1;
 }
 
+const char *log_level_name(void)
+{
+    return level_names[current_level];
+}
+
 void log_set_level(enum log_level level)
 {
     current_level = level;

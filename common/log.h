@@ -10,6 +10,7 @@ enum log_level { LOG_TRACE, LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
 /* Parse "trace".."error"; -1 if unknown. */
 int log_level_parse(const char *s);
+const char *log_level_name(void); /* the current level, e.g. "info" */
 void log_set_level(enum log_level level);
 /* The role shown in every line, e.g. "worker 1". The string must outlive its use. */
 void log_set_role(const char *role);

@@ -1,8 +1,5 @@
 #include "common/proc.h"
 
-#include <dirent.h>
-#include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -50,32 +47,6 @@ void proc_set_title(const char *title)
         n = title_cap - 1;
     memset(title_area, 0, title_cap);
     memcpy(title_area, title, n);
-}
-
-void proc_close_fds_except(const int *keep, size_t n_keep)
-{
-    /* Walk /proc/self/fd rather than guessing a maximum. Collect first: closing
-     * while iterating would close the directory's own descriptor under us. */
-    int fds[4096];
-    size_t n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (d == NULL)
-        return;
-    int dfd = dirfd(d);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL && n < sizeof(fds) / sizeof(fds[0])) {
-        int fd = atoi(e->d_name);
-        if (e->d_name[0] < '0' || e->d_name[0] > '9' || fd < 3 || fd == dfd)
-            continue;
-        bool kept = false;
-        for (size_t i = 0; i < n_keep; i++)
-            kept |= keep[i] == fd;
-        if (!kept)
-            fds[n++] = fd;
-    }
-    closedir(d);
-    for (size_t i = 0; i < n; i++)
-        close(fds[i]);
 }
 
 uint64_t proc_now_ms(void)

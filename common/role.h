@@ -43,6 +43,17 @@ struct ev_loop *child_start(const struct child_ctx *ctx, const char *title, stru
 /* Tell the supervisor this child is serving. */
 void child_ready(struct ipc_chan *ch);
 
+/* Every child role is one row: adding a role is adding a row (supervisor/roles.c). */
+struct role_def {
+    enum role role;
+    const char *token; /* on the child's command line: "listener", "worker", "upstream" */
+    const char *title; /* in ps and logs, after "legate: " */
+    int (*run)(const struct child_ctx *ctx);
+};
+extern const struct role_def role_table[];
+extern const size_t role_table_len;
+const struct role_def *role_find(const char *token);
+
 int listener_run(const struct child_ctx *ctx);
 int worker_run(const struct child_ctx *ctx);
 int upstream_manager_run(const struct child_ctx *ctx);

@@ -6,11 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/config.h"
 #include "common/log.h"
 #include "common/proc.h"
+#include "common/role.h"
 #include "supervisor/supervisor.h"
 #include "worker/access_log.h"
 
@@ -70,11 +72,111 @@ static int check_access_log_formats(const struct config *cfg)
     return rc;
 }
 
+/* What the supervisor tells a child on its command line (see build_child_argv). */
+struct child_args {
+    const char *role;
+    int index;
+    int config_fd;
+    const char *config_name;
+    const char *runtime_dir;
+    int fd_sock;
+    const char *worker_socks;
+    const char *access_log_fds;
+};
+
+/* Parse "3,4,5" into fds; returns the count, or -1. */
+static int parse_fd_list(const char *s, int *fds, size_t max)
+{
+    size_t n = 0;
+    while (s != NULL && *s != '\0') {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 0 || v > INT_MAX || n >= max || (*end != ',' && *end != '\0'))
+            return -1;
+        fds[n++] = (int)v;
+        s = *end == ',' ? end + 1 : end;
+    }
+    return (int)n;
+}
+
+/* A child: a fresh exec of this binary by the supervisor. It re-parses the
+ * configuration the supervisor validated (a sealed memfd) and runs its role. */
+static int child_main(const struct child_args *ca, const struct sup_options *opt)
+{
+    const struct role_def *def = role_find(ca->role);
+    if (def == NULL)
+        log_fatal("unknown child role '%s'", ca->role);
+    struct stat st;
+    if (fstat(ca->config_fd, &st) != 0)
+        log_fatal("child: configuration descriptor: %s", strerror(errno));
+    size_t len = (size_t)st.st_size;
+    char *text = malloc(len + 1);
+    if (text == NULL || pread(ca->config_fd, text, len, 0) != (ssize_t)len)
+        log_fatal("child: cannot read the configuration");
+    close(ca->config_fd);
+    struct config cfg;
+    struct config_errors errs = {0};
+    if (config_load_string(ca->config_name, text, len, &cfg, &errs) != 0)
+        log_fatal("child: the configuration no longer validates: %s", errs.n ? errs.msgs[0] : "?");
+    free(text);
+
+    int fds[IPC_MAX_FDS];
+    int n = parse_fd_list(ca->access_log_fds, fds, IPC_MAX_FDS);
+    int k = 0;
+    for (size_t i = 0; i < cfg.n_listeners; i++)
+        for (size_t j = 0; j < cfg.listeners[i].hcm.n_access_logs; j++)
+            cfg.listeners[i].hcm.access_logs[j].fd = k < n ? fds[k++] : -1;
+    if (k != n || n < 0)
+        log_fatal("child: access-log descriptors do not match the configuration");
+
+    static char endpoint[320];
+    snprintf(endpoint, sizeof(endpoint), "ipc://%s/control", ca->runtime_dir);
+    struct child_ctx ctx = {
+        .cfg = &cfg,
+        .role = def->role,
+        .index = ca->index,
+        .concurrency = opt->concurrency,
+        .control_endpoint = endpoint,
+        .runtime_dir = ca->runtime_dir,
+        .base_id = opt->base_id,
+        .drain_time_ms = opt->drain_time_ms,
+        .reuseport = opt->reuseport,
+        .fd_sock = ca->fd_sock,
+    };
+    int worker_socks[IPC_MAX_FDS];
+    if (def->role == ROLE_LISTENER) {
+        n = parse_fd_list(ca->worker_socks, worker_socks, IPC_MAX_FDS);
+        if (n != (int)opt->concurrency)
+            log_fatal("child: expected %u worker sockets", opt->concurrency);
+        ctx.worker_socks = worker_socks;
+        ctx.n_worker_socks = (size_t)n;
+    }
+    int rc = def->run(&ctx);
+    config_free(&cfg);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     proc_title_init(argc, argv);
 
-    enum { OPT_MODE = 256, OPT_CONCURRENCY, OPT_BASE_ID, OPT_DRAIN, OPT_VERSION, OPT_ACCEPT };
+    enum {
+        OPT_MODE = 256,
+        OPT_CONCURRENCY,
+        OPT_BASE_ID,
+        OPT_DRAIN,
+        OPT_VERSION,
+        OPT_ACCEPT,
+        /* internal: how the supervisor starts a child */
+        OPT_CHILD_ROLE,
+        OPT_CHILD_INDEX,
+        OPT_CONFIG_FD,
+        OPT_CONFIG_NAME,
+        OPT_RUNTIME_DIR,
+        OPT_FD_SOCK,
+        OPT_WORKER_SOCKS,
+        OPT_ACCESS_LOG_FDS,
+    };
     static const struct option longopts[] = {
         {"config-path", required_argument, NULL, 'c'},
         {"mode", required_argument, NULL, OPT_MODE},
@@ -84,6 +186,14 @@ int main(int argc, char **argv)
         {"drain-time-s", required_argument, NULL, OPT_DRAIN},
         {"accept-strategy", required_argument, NULL, OPT_ACCEPT},
         {"version", no_argument, NULL, OPT_VERSION},
+        {"child-role", required_argument, NULL, OPT_CHILD_ROLE},
+        {"child-index", required_argument, NULL, OPT_CHILD_INDEX},
+        {"config-fd", required_argument, NULL, OPT_CONFIG_FD},
+        {"config-name", required_argument, NULL, OPT_CONFIG_NAME},
+        {"runtime-dir", required_argument, NULL, OPT_RUNTIME_DIR},
+        {"fd-sock", required_argument, NULL, OPT_FD_SOCK},
+        {"worker-socks", required_argument, NULL, OPT_WORKER_SOCKS},
+        {"access-log-fds", required_argument, NULL, OPT_ACCESS_LOG_FDS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -95,6 +205,7 @@ int main(int argc, char **argv)
         .base_id = 0,
         .drain_time_ms = 600 * 1000,
     };
+    struct child_args child = {.config_fd = -1, .fd_sock = -1};
     unsigned long v;
     int c;
     while ((c = getopt_long(argc, argv, "c:l:h", longopts, NULL)) != -1) {
@@ -150,6 +261,30 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case OPT_CHILD_ROLE:
+            child.role = optarg;
+            break;
+        case OPT_CHILD_INDEX:
+        case OPT_CONFIG_FD:
+        case OPT_FD_SOCK:
+            if (parse_uint("child option", optarg, INT_MAX, &v) != 0)
+                return 2;
+            *(c == OPT_CHILD_INDEX ? &child.index
+              : c == OPT_CONFIG_FD ? &child.config_fd
+                                   : &child.fd_sock) = (int)v;
+            break;
+        case OPT_CONFIG_NAME:
+            child.config_name = optarg;
+            break;
+        case OPT_RUNTIME_DIR:
+            child.runtime_dir = optarg;
+            break;
+        case OPT_WORKER_SOCKS:
+            child.worker_socks = optarg;
+            break;
+        case OPT_ACCESS_LOG_FDS:
+            child.access_log_fds = optarg;
+            break;
         case OPT_VERSION:
             printf("legate %s\n", LEGATE_VERSION);
             return 0;
@@ -165,6 +300,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "legate: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
         return 2;
+    }
+
+    if (child.role != NULL) {
+        if (child.config_fd < 0 || child.config_name == NULL || child.runtime_dir == NULL) {
+            fprintf(stderr, "legate: --child-role is internal to the supervisor\n");
+            return 2;
+        }
+        return child_main(&child, &opt);
     }
 
     struct config cfg;

@@ -1,6 +1,8 @@
 #include "supervisor/supervisor.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <sys/mman.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,17 +19,6 @@
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/role.h"
-
-/* Every child role is one row: adding a role is adding a row. */
-static const struct role_def {
-    enum role role;
-    const char *name; /* in logs and ps: "legate: <name>" */
-    int (*run)(const struct child_ctx *ctx);
-} role_table[] = {
-    {ROLE_LISTENER, "listener", listener_run},
-    {ROLE_UPSTREAM, "upstream manager", upstream_manager_run},
-    {ROLE_WORKER, "worker", worker_run},
-};
 
 #define RESPAWN_MIN_MS 50u
 #define RESPAWN_MAX_MS 30000u
@@ -68,6 +59,7 @@ struct sup {
     size_t n_children;
     int *listener_ends; /* per worker slot: the listener's end of the socketpair */
     int *worker_ends;   /* per worker slot: the worker's end (kept for respawns) */
+    int config_fd;      /* sealed memfd with the validated config text, for children */
     char runtime_dir[256];
     char control_path[300];
     char endpoint[320];
@@ -313,52 +305,96 @@ static void on_control(struct ipc_chan *ch, const char *peer, size_t peer_len,
     }
 }
 
-static void child_main(struct sup *s, struct child *c)
-{
-    /* In the child: drop the supervisor's loop and signal set-up. The ZeroMQ
-     * context is never used here; its descriptors are closed below. */
-    /* libev keeps signal watchers in a process-global list that outlives the
-     * loop: stop ours first, or the child's own SIGTERM watcher would never
-     * install its handler. */
-    ev_signal_stop(s->loop, &s->sig_term);
-    ev_signal_stop(s->loop, &s->sig_int);
-    ev_loop_destroy(EV_DEFAULT);
-    signal(SIGCHLD, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
+/* The child's command line: a fresh exec of this binary in child mode, told its
+ * role and which inherited descriptors are its own (supervisor/main.c). */
+#define CHILD_MAX_ARGS 40
 
-    int keep[IPC_MAX_FDS + 16];
-    size_t n_keep = 0;
-    for (size_t i = 0; i < s->cfg->n_listeners; i++)
-        for (size_t j = 0; j < s->cfg->listeners[i].hcm.n_access_logs; j++)
-            if (n_keep < 16)
-                keep[n_keep++] = s->cfg->listeners[i].hcm.access_logs[j].fd;
-    struct child_ctx ctx = {
-        .cfg = s->cfg,
-        .role = c->def->role,
-        .index = c->index,
-        .concurrency = s->opt.concurrency,
-        .control_endpoint = s->endpoint,
-        .runtime_dir = s->runtime_dir,
-        .base_id = s->opt.base_id,
-        .drain_time_ms = s->opt.drain_time_ms,
-        .reuseport = s->opt.reuseport,
-        .fd_sock = -1,
-    };
-    if (c->def->role == ROLE_WORKER) {
-        ctx.fd_sock = s->worker_ends[c->index];
-        keep[n_keep++] = ctx.fd_sock;
-    } else if (c->def->role == ROLE_LISTENER) {
-        ctx.worker_socks = s->listener_ends;
-        ctx.n_worker_socks = s->opt.concurrency;
-        for (unsigned i = 0; i < s->opt.concurrency && n_keep < sizeof(keep) / sizeof(keep[0]); i++)
-            keep[n_keep++] = s->listener_ends[i];
+struct child_argv {
+    char *argv[CHILD_MAX_ARGS];
+    char store[4096];
+    size_t used;
+    size_t n;
+};
+
+static void arg_add(struct child_argv *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void arg_add(struct child_argv *a, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(a->store + a->used, sizeof(a->store) - a->used, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(a->store) - a->used || a->n + 1 >= CHILD_MAX_ARGS)
+        log_fatal("child command line too long");
+    a->argv[a->n++] = a->store + a->used;
+    a->argv[a->n] = NULL;
+    a->used += (size_t)n + 1;
+}
+
+/* Write "a,b,c" for descriptors into `list` and remember them in keep[]. */
+static void fd_list(char *list, size_t cap, const int *fds, size_t n, int *keep, size_t *n_keep)
+{
+    size_t off = 0;
+    list[0] = '\0';
+    for (size_t i = 0; i < n && off < cap; i++) {
+        off += (size_t)snprintf(list + off, cap - off, "%s%d", i ? "," : "", fds[i]);
+        keep[(*n_keep)++] = fds[i];
     }
-    proc_close_fds_except(keep, n_keep);
-    _exit(c->def->run(&ctx));
+}
+
+static void build_child_argv(struct sup *s, struct child *c, struct child_argv *a, int *keep,
+                             size_t *n_keep)
+{
+    char list[2048];
+    int fds[16];
+    size_t n = 0;
+    arg_add(a, "legate");
+    arg_add(a, "--child-role=%s", c->def->token);
+    arg_add(a, "--child-index=%d", c->index);
+    arg_add(a, "--config-fd=%d", s->config_fd);
+    keep[(*n_keep)++] = s->config_fd;
+    arg_add(a, "--config-name=%s", s->cfg->source);
+    arg_add(a, "--runtime-dir=%s", s->runtime_dir);
+    arg_add(a, "--concurrency=%u", s->opt.concurrency);
+    arg_add(a, "--base-id=%u", s->opt.base_id);
+    arg_add(a, "--drain-time-s=%u", s->opt.drain_time_ms / 1000);
+    arg_add(a, "--log-level=%s", log_level_name());
+    if (s->opt.reuseport)
+        arg_add(a, "--accept-strategy=reuseport");
+    for (size_t i = 0; i < s->cfg->n_listeners; i++)
+        for (size_t j = 0; j < s->cfg->listeners[i].hcm.n_access_logs && n < 16; j++)
+            fds[n++] = s->cfg->listeners[i].hcm.access_logs[j].fd;
+    if (n > 0) {
+        fd_list(list, sizeof(list), fds, n, keep, n_keep);
+        arg_add(a, "--access-log-fds=%s", list);
+    }
+    if (c->def->role == ROLE_WORKER) {
+        arg_add(a, "--fd-sock=%d", s->worker_ends[c->index]);
+        keep[(*n_keep)++] = s->worker_ends[c->index];
+    } else if (c->def->role == ROLE_LISTENER) {
+        fd_list(list, sizeof(list), s->listener_ends, s->opt.concurrency, keep, n_keep);
+        arg_add(a, "--worker-socks=%s", list);
+    }
+}
+
+/* In the child, between fork and exec: only async-signal-safe calls. The
+ * supervisor has threads (ZeroMQ's), whose locks a forked child inherits in
+ * whatever state they were: nothing but fcntl and execv is safe here. */
+static void child_exec(char *const argv[], const int *keep, size_t n_keep)
+{
+    for (size_t i = 0; i < n_keep; i++)
+        fcntl(keep[i], F_SETFD, 0); /* everything else is close-on-exec */
+    execv("/proc/self/exe", argv);
+    _exit(127);
 }
 
 static void spawn(struct sup *s, struct child *c)
 {
+    struct child_argv argv = {0};
+    int keep[IPC_MAX_FDS + 32];
+    size_t n_keep = 0;
+    build_child_argv(s, c, &argv, keep, &n_keep);
     pid_t pid = fork();
     if (pid < 0) {
         log_error("fork for %s: %s", c->title + 8, strerror(errno));
@@ -366,7 +402,7 @@ static void spawn(struct sup *s, struct child *c)
         return;
     }
     if (pid == 0)
-        child_main(s, c);
+        child_exec(argv.argv, keep, n_keep);
     c->pid = pid;
     c->ready = false;
     c->stop_sent = false;
@@ -400,9 +436,9 @@ static int open_access_logs(struct config *cfg)
         for (size_t j = 0; j < h->n_access_logs; j++) {
             struct cfg_access_log *al = &h->access_logs[j];
             if (strcmp(al->path, "/dev/stdout") == 0)
-                al->fd = dup(STDOUT_FILENO);
+                al->fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
             else if (strcmp(al->path, "/dev/stderr") == 0)
-                al->fd = dup(STDERR_FILENO);
+                al->fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
             else
                 al->fd = open(al->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
             if (al->fd < 0) {
@@ -416,7 +452,7 @@ static int open_access_logs(struct config *cfg)
 
 int supervisor_run(struct config *cfg, const struct sup_options *opt)
 {
-    static struct sup sup; /* one per process; static so children see it after fork */
+    static struct sup sup; /* one per process: signal and child watchers point into it */
     struct sup *s = &sup;
     s->cfg = cfg;
     s->opt = *opt;
@@ -427,6 +463,16 @@ int supervisor_run(struct config *cfg, const struct sup_options *opt)
 
     if (open_access_logs(cfg) != 0 || make_runtime_dir(s) != 0)
         return 1;
+    /* Children re-parse exactly the text validated here, sealed against change. */
+    s->config_fd = memfd_create("legate-config", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (s->config_fd < 0 ||
+        write(s->config_fd, cfg->text, cfg->text_len) != (ssize_t)cfg->text_len ||
+        fcntl(s->config_fd, F_ADD_SEALS,
+              F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+        log_error("cannot hand the configuration to children: %s", strerror(errno));
+        cleanup_runtime_dir(s);
+        return 1;
+    }
 
     unsigned n = opt->concurrency;
     s->listener_ends = calloc(n, sizeof(int));
@@ -457,7 +503,7 @@ int supervisor_run(struct config *cfg, const struct sup_options *opt)
     s->stop_timer.data = s;
 
     size_t k = 0;
-    for (size_t r = 0; r < sizeof(role_table) / sizeof(role_table[0]); r++) {
+    for (size_t r = 0; r < role_table_len; r++) {
         unsigned count = role_table[r].role == ROLE_WORKER ? n : 1;
         for (unsigned i = 0; i < count; i++, k++) {
             struct child *c = &s->children[k];
@@ -470,7 +516,7 @@ int supervisor_run(struct config *cfg, const struct sup_options *opt)
             } else {
                 snprintf(c->ident, sizeof(c->ident), "%s",
                          c->def->role == ROLE_LISTENER ? "listener" : "upstream");
-                snprintf(c->title, sizeof(c->title), "legate: %s", c->def->name);
+                snprintf(c->title, sizeof(c->title), "legate: %s", c->def->title);
             }
             ev_child_init(&c->exit_watcher, on_child_exit, 0, 0);
             c->exit_watcher.data = c;
