@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -66,7 +67,9 @@ struct conn {
     ev_io rio, wio;
     ev_timer idle_timer;   /* no stream: hcm idle_timeout */
     ev_timer header_timer; /* first byte of a request head to its end: request_headers_timeout */
-    ev_timer stream_timer; /* a stream with no activity: stream_idle_timeout */
+    ev_timer stream_timer; /* no progress on a stream (stream_idle_timeout), or on the last
+                              bytes of a closing connection whose client stopped reading */
+    ev_timer resume_timer; /* zero delay: parse a pipelined request after the loop turns */
     ev_tstamp last_activity;
     struct buf in, out;
     struct h1_parser *parser;
@@ -75,8 +78,10 @@ struct conn {
     bool backpressure; /* upstream side is full: stop reading */
     bool close_after;  /* close once the current response is written */
     bool closing;      /* writing the last bytes, then close */
-    bool dead;         /* closed; freed when the outermost handler returns */
-    int busy;          /* nesting depth of handlers running on this connection */
+    bool lingering;    /* output done and shut down: discarding input until EOF */
+    size_t linger_bytes;
+    bool dead; /* closed; freed when the outermost handler returns */
+    int busy;  /* nesting depth of handlers running on this connection */
     bool processing;
     bool process_again;
     struct stream st;
@@ -85,6 +90,7 @@ struct conn {
 static void conn_process(struct conn *c);
 static void conn_flush(struct conn *c);
 static void stream_end(struct conn *c);
+static void stream_response_done(struct conn *c);
 
 /* --- lifetime ------------------------------------------------------------ */
 
@@ -123,6 +129,7 @@ static void conn_close(struct conn *c)
     ev_timer_stop(w->loop, &c->idle_timer);
     ev_timer_stop(w->loop, &c->header_timer);
     ev_timer_stop(w->loop, &c->stream_timer);
+    ev_timer_stop(w->loop, &c->resume_timer);
     close(c->fd);
     c->fd = -1;
     if (c->prev)
@@ -148,7 +155,7 @@ static void add_flag(struct stream *st, const char *flag)
 
 static void conn_update_read(struct conn *c)
 {
-    if (c->dead)
+    if (c->dead || c->lingering)
         return;
     bool want =
         !c->closing && !c->backpressure && !(h1_parser_is_stopped(c->parser) && c->st.active);
@@ -240,6 +247,22 @@ static void write_access_log(struct conn *c)
     }
 }
 
+/* The stream lets go of its upstream, whatever the reason. Nothing can drain
+ * the request buffer any more, so back-pressure on the client ends here. */
+static void stream_drop_upstream(struct conn *c, bool reusable)
+{
+    struct stream *st = &c->st;
+    if (st->up != NULL) {
+        upstream_release(st->up, reusable);
+        st->up = NULL;
+    }
+    st->upstream_paused = false;
+    if (c->backpressure) {
+        c->backpressure = false;
+        conn_update_read(c);
+    }
+}
+
 /* --- responses ------------------------------------------------------------------- */
 
 static bool client_keeps_alive(const struct conn *c)
@@ -286,10 +309,7 @@ static void send_local_reply(struct conn *c, int status, const char *body, size_
         buf_append(&c->out, body, body_len);
         st->bytes_sent += body_len;
     }
-    st->response_complete = true;
-    conn_flush(c);
-    if (!c->dead && st->active && st->request_complete)
-        stream_end(c);
+    stream_response_done(c);
 }
 
 static void send_local_text(struct conn *c, int status, const char *text, const char *flag)
@@ -299,6 +319,14 @@ static void send_local_text(struct conn *c, int status, const char *text, const 
 
 /* --- stream end ---------------------------------------------------------------- */
 
+/* stream_idle_timeout, or a minute where it is disabled (admin, or 0s): the
+ * bound on a closing connection that makes no progress. */
+static double stream_idle_seconds(const struct conn *c)
+{
+    uint64_t ms = c->l->cfg ? c->l->cfg->hcm.stream_idle_timeout_ms : 0;
+    return ms ? (double)ms / 1000.0 : 60.0;
+}
+
 static void stream_end(struct conn *c)
 {
     struct stream *st = &c->st;
@@ -306,10 +334,7 @@ static void stream_end(struct conn *c)
         return;
     ev_timer_stop(c->w->loop, &st->route_timer);
     ev_timer_stop(c->w->loop, &c->stream_timer);
-    if (st->up != NULL) {
-        upstream_release(st->up, false);
-        st->up = NULL;
-    }
+    stream_drop_upstream(c, false);
     if (st->counted) {
         st->cluster->n_active_rq--;
         st->counted = false;
@@ -322,12 +347,36 @@ static void stream_end(struct conn *c)
     if (c->close_after) {
         c->closing = true;
         conn_update_read(c);
+        /* A client that stops reading must not hold the connection for ever:
+         * the stream idle timer now watches the last bytes' progress. */
+        ev_timer_set(&c->stream_timer, stream_idle_seconds(c), 0.);
+        ev_timer_start(c->w->loop, &c->stream_timer);
         conn_flush(c); /* closes once the output is written */
         return;
     }
     conn_start_idle(c);
-    /* A pipelined request may already be buffered. */
-    conn_process(c);
+    conn_update_read(c);
+    /* A pipelined request may already be buffered. Parse it on the next turn
+     * of the loop, once whoever ended this stream (an upstream callback, say)
+     * has finished: its connection is then back in the pool for the next one. */
+    if (buf_len(&c->in) > 0)
+        ev_timer_start(c->w->loop, &c->resume_timer);
+}
+
+/* The whole response is queued for the client. */
+static void stream_response_done(struct conn *c)
+{
+    struct stream *st = &c->st;
+    st->response_complete = true;
+    if (!st->request_complete && st->req_body != H1_BODY_NONE) {
+        /* The rest of the request body is of no use, and could be endless: do
+         * not wait for it; close once the response is out. */
+        c->close_after = true;
+        st->request_complete = true;
+    }
+    conn_flush(c);
+    if (!c->dead && st->active && st->request_complete)
+        stream_end(c);
 }
 
 /* The downstream connection must go now (a reset mid-response, a dead client). */
@@ -426,14 +475,8 @@ static void up_on_complete(void *owner)
         buf_append(&c->out, "0\r\n\r\n", 5);
     ev_timer_stop(c->w->loop, &st->route_timer);
     /* A connection whose request was not fully sent cannot carry another. */
-    upstream_release(st->up, st->request_complete);
-    st->up = NULL;
-    st->response_complete = true;
-    if (!st->request_complete)
-        c->close_after = true;
-    conn_flush(c);
-    if (!c->dead && st->request_complete)
-        stream_end(c);
+    stream_drop_upstream(c, st->request_complete);
+    stream_response_done(c);
     conn_leave(c);
 }
 
@@ -442,7 +485,8 @@ static void up_on_failure(void *owner, enum upstream_failure why, bool before_he
     struct conn *c = owner;
     struct stream *st = &c->st;
     conn_enter(c);
-    st->up = NULL;
+    st->up = NULL; /* already gone */
+    stream_drop_upstream(c, false);
     (void)before_head;
     if (st->response_started) {
         /* Mid-response: close without a terminating chunk or the missing bytes,
@@ -504,10 +548,7 @@ static void on_route_timeout(struct ev_loop *loop, ev_timer *t, int revents)
     struct conn *c = t->data;
     struct stream *st = &c->st;
     conn_enter(c);
-    if (st->up != NULL) {
-        upstream_release(st->up, false);
-        st->up = NULL;
-    }
+    stream_drop_upstream(c, false);
     if (st->response_started)
         conn_abort(c, "UT");
     else
@@ -629,7 +670,8 @@ static void forward_to_cluster(struct conn *c)
     upstream_flush(st->up);
     /* Legate answers Expect: 100-continue itself (RFC 9110 §10.1.1) and sends
      * the upstream the request without Expect, body following at once. */
-    if (st->req->expect_continue && st->req->body != H1_BODY_NONE)
+    if (st->up != NULL && !st->response_started && st->req->expect_continue &&
+        st->req->body != H1_BODY_NONE)
         buf_append(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     conn_flush(c);
 }
@@ -710,7 +752,7 @@ static int req_on_body(void *ctx, const char *data, size_t len)
         buf_append(out, data, len);
     }
     upstream_flush(st->up);
-    if (st->up != NULL && upstream_pending(st->up) > WORKER_HIGH_WATERMARK)
+    if (st->up != NULL && upstream_over_watermark(st->up))
         c->backpressure = true;
     return 0;
 }
@@ -761,10 +803,7 @@ static void conn_protocol_error(struct conn *c)
         c->st.start_ns = proc_now_ns();
         c->st.service_time_ms = -1;
     }
-    if (c->st.up != NULL) {
-        upstream_release(c->st.up, false);
-        c->st.up = NULL;
-    }
+    stream_drop_upstream(c, false);
     c->close_after = true;
     c->st.request_complete = true;
     char body[160];
@@ -844,6 +883,48 @@ static void on_conn_readable(struct ev_loop *loop, ev_io *io, int revents)
     conn_leave(c);
 }
 
+#define LINGER_SECONDS 2.0
+#define LINGER_MAX_BYTES (1024 * 1024)
+
+static void on_linger_readable(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct conn *c = io->data;
+    char sink[16384];
+    for (;;) {
+        ssize_t n = read(c->fd, sink, sizeof(sink));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        c->linger_bytes += n > 0 ? (size_t)n : 0;
+        if (n <= 0 || c->linger_bytes > LINGER_MAX_BYTES)
+            break;
+    }
+    conn_enter(c);
+    conn_close(c);
+    conn_leave(c);
+}
+
+/* All output is written: send our FIN, but keep reading (and dropping) what
+ * the client still sends for a moment. Closing a socket with unread input
+ * makes the kernel send a reset, which can destroy the response still on its
+ * way to the client (the lingering close of RFC 9112 §9.6). */
+static void conn_linger(struct conn *c)
+{
+    c->lingering = true;
+    shutdown(c->fd, SHUT_WR);
+    ev_io_stop(c->w->loop, &c->rio);
+    ev_timer_stop(c->w->loop, &c->stream_timer);
+    ev_set_cb(&c->rio, on_linger_readable);
+    ev_io_start(c->w->loop, &c->rio);
+    /* The idle timer closes a connection without a stream: reuse it as the bound. */
+    ev_timer_stop(c->w->loop, &c->idle_timer);
+    ev_timer_set(&c->idle_timer, LINGER_SECONDS, 0.);
+    ev_timer_start(c->w->loop, &c->idle_timer);
+}
+
 static void conn_flush(struct conn *c)
 {
     if (c->dead)
@@ -871,11 +952,8 @@ static void conn_flush(struct conn *c)
         st->upstream_paused = false;
         upstream_pause(st->up, false);
     }
-    if (c->closing && buf_len(&c->out) == 0) {
-        /* Half-close first so the client reads everything before the FIN. */
-        shutdown(c->fd, SHUT_WR);
-        conn_close(c);
-    }
+    if (c->closing && !c->lingering && buf_len(&c->out) == 0)
+        conn_linger(c);
 }
 
 static void on_conn_writable(struct ev_loop *loop, ev_io *io, int revents)
@@ -923,9 +1001,9 @@ static void on_stream_idle(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     struct conn *c = t->data;
     struct stream *st = &c->st;
-    if (!st->active)
+    if (!st->active && !c->closing)
         return;
-    double timeout = (double)c->l->cfg->hcm.stream_idle_timeout_ms / 1000.0;
+    double timeout = stream_idle_seconds(c);
     double idle = ev_now(loop) - c->last_activity;
     if (idle < timeout) {
         /* Activity since the timer was set: sleep for the rest only. */
@@ -934,17 +1012,24 @@ static void on_stream_idle(struct ev_loop *loop, ev_timer *t, int revents)
         return;
     }
     conn_enter(c);
-    if (st->up != NULL) {
-        upstream_release(st->up, false);
-        st->up = NULL;
-    }
-    if (st->response_started)
+    if (!st->active)
+        conn_close(c); /* closing, and the client stopped reading */
+    else if (st->response_started) {
+        stream_drop_upstream(c, false);
         conn_abort(c, "SI");
-    else {
+    } else {
+        stream_drop_upstream(c, false);
         c->close_after = true;
         send_local_text(c, 408, "stream timeout", "SI");
     }
     conn_leave(c);
+}
+
+static void on_resume(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    conn_process(t->data);
 }
 
 static void format_peer(const struct sockaddr_storage *ss, char *ip, size_t ip_cap, char *both,
@@ -984,8 +1069,9 @@ void http_server_accept(struct worker *w, struct listener_rt *l, int fd,
     ev_timer_init(&c->st.route_timer, on_route_timeout, 0., 0.);
     ev_timer_init(&c->header_timer, on_header_timeout, 0., 0.);
     ev_timer_init(&c->stream_timer, on_stream_idle, 0., 0.);
+    ev_timer_init(&c->resume_timer, on_resume, 0., 0.);
     c->rio.data = c->wio.data = c->idle_timer.data = c->st.route_timer.data = c;
-    c->header_timer.data = c->stream_timer.data = c;
+    c->header_timer.data = c->stream_timer.data = c->resume_timer.data = c;
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
@@ -1002,7 +1088,12 @@ void http_server_drain(struct worker *w, bool close_idle)
         next = c->next;
         conn_enter(c);
         c->close_after = true;
-        if (close_idle && !c->st.active && h1_parser_is_idle(c->parser) && buf_len(&c->in) == 0)
+        /* Idle means nothing buffered here and nothing waiting in the socket:
+         * a request the client already sent is answered (with connection:
+         * close), not reset. */
+        int unread = 0;
+        if (close_idle && !c->st.active && h1_parser_is_idle(c->parser) && buf_len(&c->in) == 0 &&
+            ioctl(c->fd, FIONREAD, &unread) == 0 && unread == 0)
             conn_close(c);
         conn_leave(c);
     }

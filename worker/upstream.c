@@ -84,9 +84,13 @@ static int on_head(void *ctx, const struct h1_head *head)
     struct upstream *u = ctx;
     if (u->owner == NULL)
         return -1;
+    /* legate never asks for an upgrade (no Upgrade header is forwarded), so a
+     * 101 is a protocol error: the connection is not HTTP any more. */
+    if (head->status == 101)
+        return -1;
     /* 1xx interim responses (100 Continue, 103) are consumed here: legate
      * answers Expect itself, and the owner wants the final response. */
-    if (head->status >= 100 && head->status < 200 && head->status != 101) {
+    if (head->status >= 100 && head->status < 200) {
         u->interim = true;
         return 0;
     }
@@ -256,8 +260,12 @@ static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
 
 void upstream_flush(struct upstream *u)
 {
-    if (u->state != UP_ACTIVE)
+    if (u->state != UP_ACTIVE) {
+        /* Still connecting: the request piles up here, and the owner must see
+         * the watermark now, or on_drained would never come after the connect. */
+        update_watermark(u);
         return;
+    }
     if (buf_write_to(&u->out, u->fd) < 0) {
         log_debug("upstream %s: write failed: %s", u->host->name, strerror(errno));
         /* Let the read side report it: the response may already be there. */
@@ -349,6 +357,11 @@ struct buf *upstream_out(struct upstream *u)
 size_t upstream_pending(const struct upstream *u)
 {
     return buf_len(&u->out);
+}
+
+bool upstream_over_watermark(const struct upstream *u)
+{
+    return u->over_watermark;
 }
 
 void upstream_expect_head_response(struct upstream *u, bool is_head)

@@ -38,6 +38,9 @@ struct buf *upstream_out(struct upstream *u);
 void upstream_flush(struct upstream *u);
 /* Bytes queued but not yet written. */
 size_t upstream_pending(const struct upstream *u);
+/* The queued request bytes went above the high watermark and have not yet
+ * fallen below the low one (on_drained reports the fall). */
+bool upstream_over_watermark(const struct upstream *u);
 /* The request was HEAD: the response has no body whatever it says. */
 void upstream_expect_head_response(struct upstream *u, bool is_head);
 /* Stop or resume reading the response (downstream back-pressure). */

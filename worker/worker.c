@@ -90,33 +90,61 @@ void worker_conn_closed(struct worker *w)
         worker_exit_loop(w);
 }
 
+static void stop_accepting(struct worker *w)
+{
+    for (size_t i = 0; i < w->n_listeners; i++)
+        ev_io_stop(w->loop, &w->listeners[i].io);
+}
+
+static void on_accept_retry(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct worker *w = t->data;
+    if (w->draining)
+        return;
+    for (size_t i = 0; i < w->n_listeners; i++)
+        ev_io_start(loop, &w->listeners[i].io);
+}
+
+/* Accept up to `max` connections. Out of descriptors (or memory), the listening
+ * socket stays readable: stop watching it for a moment instead of spinning. */
+static void accept_batch(struct worker *w, struct listener_rt *l, int max)
+{
+    for (int i = 0; i < max; i++) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof(peer);
+        int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            http_server_accept(w, l, fd, &peer);
+            continue;
+        }
+        if (errno == EINTR || errno == ECONNABORTED)
+            continue;
+        if (errno == EAGAIN)
+            return;
+        if (ev_now(w->loop) - w->accept_error_logged >= 1.0) {
+            w->accept_error_logged = ev_now(w->loop);
+            log_warn("accept: %s; pausing accepts for 200 ms (%zu connections open)",
+                     strerror(errno), w->n_conns);
+        }
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            stop_accepting(w);
+            ev_timer_set(&w->accept_retry, 0.2, 0.);
+            ev_timer_start(w->loop, &w->accept_retry);
+        }
+        return;
+    }
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
     (void)revents;
     struct listener_rt *l = io->data;
-    struct worker *w = l->w;
     struct epoll_event ev;
     epoll_wait(l->epfd, &ev, 1, 0); /* level-triggered: just acknowledge the wake-up */
-    for (int i = 0; i < ACCEPT_BATCH && !w->draining; i++) {
-        struct sockaddr_storage peer;
-        socklen_t len = sizeof(peer);
-        int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno != EAGAIN)
-                log_warn("accept: %s", strerror(errno));
-            break;
-        }
-        http_server_accept(w, l, fd, &peer);
-    }
-}
-
-static void stop_accepting(struct worker *w)
-{
-    for (size_t i = 0; i < w->n_listeners; i++)
-        ev_io_stop(w->loop, &w->listeners[i].io);
+    if (!l->w->draining)
+        accept_batch(l->w, l, ACCEPT_BATCH);
 }
 
 static void on_drain_deadline(struct ev_loop *loop, ev_timer *t, int revents)
@@ -133,8 +161,14 @@ static void begin_drain(struct worker *w, uint32_t deadline_ms)
 {
     if (w->draining)
         return;
+    /* Connections already in the accept queue were promised service by the
+     * kernel: take them (they will be answered with connection: close) before
+     * the listener goes and the queue with it. */
+    for (size_t i = 0; i < w->n_listeners; i++)
+        accept_batch(w, &w->listeners[i], 4096);
     w->draining = true;
     stop_accepting(w);
+    ev_timer_stop(w->loop, &w->accept_retry);
     log_debug("draining %zu connections (deadline %u ms)", w->n_conns, deadline_ms);
     /* On a stop there is no next generation to take idle keep-alive
      * connections: close them now; busy ones close after their response. */
@@ -303,6 +337,8 @@ int worker_run(const struct child_ctx *ctx)
 
     ev_timer_init(&w.drain_timer, on_drain_deadline, 0., 0.);
     w.drain_timer.data = &w;
+    ev_timer_init(&w.accept_retry, on_accept_retry, 0., 0.);
+    w.accept_retry.data = &w;
     ev_timer_init(&w.flush_timer, on_flush_timer, 0.5, 0.5);
     w.flush_timer.data = &w;
     ev_timer_start(w.loop, &w.flush_timer);

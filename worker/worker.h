@@ -70,6 +70,8 @@ struct worker {
     bool draining;
     ev_timer drain_timer;
     ev_timer flush_timer;
+    ev_timer accept_retry; /* accepting paused after EMFILE and the like */
+    ev_tstamp accept_error_logged;
     ev_signal sig_term;
     char date[40]; /* current IMF-fixdate for Date headers */
     time_t date_sec;
