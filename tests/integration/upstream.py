@@ -20,6 +20,8 @@ Behaviour by path (query parameters are knobs):
                           200 with Content-Length: 1000000 (or chunked), N body
                           bytes, waits D ms (default 200), then RST
   /chunked?n=N&size=S[&trailer=1][&delay_ms=D]
+  /early[?delay_ms=D&hold_ms=H]  200 without reading the request body, then silence
+  /stall[?hold_ms=H]      reads the head only; the body is never read, no answer
                           chunked response of N chunks of S bytes (deterministic bytes)
   /close-delimited?n=B    HTTP/1.1 200, no Content-Length, no Transfer-Encoding,
                           Connection: close, B body bytes, then close
@@ -396,6 +398,18 @@ def handle(conn, req, seq):
         simple(conn, req, seq, 200, json.dumps({"bytes": n, "sha256": h.hexdigest()}),
                "application/json", ka)
         return ka
+
+    if path == "/early":
+        # Answer before reading the body, then read nothing more: the proxy
+        # must not wait for the rest of an upload that will never be read.
+        time.sleep(qint(req, "delay_ms", 0) / 1000.0)
+        simple(conn, req, seq, 200, "early\n", keep_alive=False)
+        time.sleep(qint(req, "hold_ms", 30000) / 1000.0)
+        return False
+    if path == "/stall":
+        # Read the head only: the body stays in the socket, no answer comes.
+        time.sleep(qint(req, "hold_ms", 30000) / 1000.0)
+        return False
 
     n, sha = consume_body(conn, req)
     body_done(conn)
