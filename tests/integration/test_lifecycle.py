@@ -133,6 +133,34 @@ class LifecycleTest(H.LegateTestCase):
 
     # -- crash and respawn
 
+    def test_crash_loop_is_rate_limited(self):
+        lg = self.start(concurrency=2)
+        other = lg.worker_pid(1)
+        kills = 0
+        deadline = time.monotonic() + 20
+        last = None
+        # Kill worker 0 every time it comes back: a crash loop.
+        while kills < 8 and time.monotonic() < deadline:
+            pid = lg.roles()["workers"].get(0)
+            if pid and pid != last:
+                os.kill(pid, signal.SIGKILL)
+                last = pid
+                kills += 1
+            time.sleep(0.01)
+        self.assertEqual(kills, 8, "worker 0 did not come back often enough")
+        log = lg.log_text(1 << 20)
+        delays = [int(m) for m in re.findall(r"worker 0 was killed by signal KILL; restarting it "
+                                            r"in (\d+) ms", log)]
+        # The first crashes are logged one by one, with a growing backoff...
+        self.assertEqual(len(delays), 5, log[-3000:])
+        self.assertEqual(delays, sorted(delays))
+        self.assertGreater(delays[-1], delays[0])
+        # ...then one line says it is a crash loop, instead of a line per crash.
+        self.assertEqual(log.count("crash loop: worker 0"), 1, log[-3000:])
+        # Meanwhile the other worker never stopped serving.
+        self.assertEqual(lg.worker_pid(1), other)
+        self.assertEqual(H.get(lg.listen_port, "/direct").body, b"direct\n")
+
     def test_killed_worker_is_respawned_under_load(self):
         lg = self.start(concurrency=2)
         roles = lg.roles()
