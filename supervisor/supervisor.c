@@ -16,6 +16,7 @@
 #include <ev.h>
 
 #include "common/ipc.h"
+#include "common/evtimer.h"
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/role.h"
@@ -155,8 +156,7 @@ static void begin_stop(struct sup *s, const char *why, int exit_code)
             s->children[i].stop_sent = true;
             send_or_signal(s, &s->children[i], IPC_DRAIN, &d, sizeof(d));
         }
-    ev_timer_set(&s->stop_timer, (s->opt.drain_time_ms + STOP_GRACE_MS) / 1000.0, 0.);
-    ev_timer_start(s->loop, &s->stop_timer);
+    timer_rearm(s->loop, &s->stop_timer, (s->opt.drain_time_ms + STOP_GRACE_MS) / 1000.0);
     finish_if_done(s);
 }
 
@@ -224,8 +224,7 @@ static void schedule_respawn(struct sup *s, struct child *c, const char *how)
                   c->title + 8, c->crashes_in_window, CRASH_WINDOW_MS / 1000, how,
                   (unsigned long long)c->backoff_ms);
     }
-    ev_timer_set(&c->respawn_timer, (double)c->backoff_ms / 1000.0, 0.);
-    ev_timer_start(s->loop, &c->respawn_timer);
+    timer_rearm(s->loop, &c->respawn_timer, (double)c->backoff_ms / 1000.0);
 }
 
 static void on_child_exit(struct ev_loop *loop, ev_child *w, int revents)

@@ -17,6 +17,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "common/evtimer.h"
 #include "common/log.h"
 #include "common/proc.h"
 #include "worker/http1.h"
@@ -172,8 +173,7 @@ static void conn_start_idle(struct conn *c)
     uint64_t ms = c->l->cfg ? c->l->cfg->hcm.idle_timeout_ms : 60000;
     if (ms == 0)
         return;
-    ev_timer_set(&c->idle_timer, (double)ms / 1000.0, 0.);
-    ev_timer_start(c->w->loop, &c->idle_timer);
+    timer_rearm(c->w->loop, &c->idle_timer, (double)ms / 1000.0);
 }
 
 /* --- access log --------------------------------------------------------------- */
@@ -349,8 +349,7 @@ static void stream_end(struct conn *c)
         conn_update_read(c);
         /* A client that stops reading must not hold the connection for ever:
          * the stream idle timer now watches the last bytes' progress. */
-        ev_timer_set(&c->stream_timer, stream_idle_seconds(c), 0.);
-        ev_timer_start(c->w->loop, &c->stream_timer);
+        timer_rearm(c->w->loop, &c->stream_timer, stream_idle_seconds(c));
         conn_flush(c); /* closes once the output is written */
         return;
     }
@@ -689,6 +688,23 @@ static void handle_admin(struct conn *c)
 
 /* --- codec callbacks (downstream request) ------------------------------------------ */
 
+/* A new stream on the connection; `head` is NULL for a request whose head never
+ * parsed (it exists to be answered and logged). */
+static void stream_begin(struct conn *c, const struct h1_head *head)
+{
+    struct stream *st = &c->st;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    memset(st, 0, offsetof(struct stream, route_timer));
+    st->active = true;
+    st->req = head;
+    st->start_us = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+    st->start_ns = proc_now_ns();
+    st->service_time_ms = -1;
+    st->is_head = head != NULL && head->method_id == HTTP_HEAD;
+    st->req_body = head != NULL ? head->body : H1_BODY_NONE;
+}
+
 static int req_on_head(void *ctx, const struct h1_head *head)
 {
     struct conn *c = ctx;
@@ -698,19 +714,9 @@ static int req_on_head(void *ctx, const struct h1_head *head)
     c->last_activity = ev_now(c->w->loop);
     uint64_t idle_ms = c->l->cfg ? c->l->cfg->hcm.stream_idle_timeout_ms : 0;
     if (idle_ms > 0) {
-        ev_timer_set(&c->stream_timer, (double)idle_ms / 1000.0, 0.);
-        ev_timer_start(c->w->loop, &c->stream_timer);
+        timer_rearm(c->w->loop, &c->stream_timer, (double)idle_ms / 1000.0);
     }
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    memset(st, 0, offsetof(struct stream, route_timer));
-    st->active = true;
-    st->req = head;
-    st->start_us = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
-    st->start_ns = proc_now_ns();
-    st->service_time_ms = -1;
-    st->is_head = head->method_id == HTTP_HEAD;
-    st->req_body = head->body;
+    stream_begin(c, head);
     if (c->w->draining)
         c->close_after = true;
 
@@ -774,8 +780,7 @@ static int req_on_complete(void *ctx)
         /* Envoy's route timeout runs from the end of the request to the end of
          * the response. */
         if (st->up != NULL && st->route->timeout_ms > 0) {
-            ev_timer_set(&st->route_timer, (double)st->route->timeout_ms / 1000.0, 0.);
-            ev_timer_start(c->w->loop, &st->route_timer);
+            timer_rearm(c->w->loop, &st->route_timer, (double)st->route->timeout_ms / 1000.0);
         }
     }
     if (st->response_complete)
@@ -798,10 +803,7 @@ static void conn_protocol_error(struct conn *c)
     }
     if (!c->st.active) {
         /* The head did not parse: a stream exists only to be logged. */
-        memset(&c->st, 0, offsetof(struct stream, route_timer));
-        c->st.active = true;
-        c->st.start_ns = proc_now_ns();
-        c->st.service_time_ms = -1;
+        stream_begin(c, NULL);
     }
     stream_drop_upstream(c, false);
     c->close_after = true;
@@ -865,8 +867,7 @@ static void on_conn_readable(struct ev_loop *loop, ev_io *io, int revents)
         c->last_activity = ev_now(c->w->loop);
         uint64_t hdr_ms = c->l->cfg ? c->l->cfg->hcm.request_headers_timeout_ms : 0;
         if (!c->st.active && hdr_ms > 0 && !ev_is_active(&c->header_timer)) {
-            ev_timer_set(&c->header_timer, (double)hdr_ms / 1000.0, 0.);
-            ev_timer_start(c->w->loop, &c->header_timer);
+            timer_rearm(c->w->loop, &c->header_timer, (double)hdr_ms / 1000.0);
         }
     }
     if (n <= 0) {
@@ -920,9 +921,7 @@ static void conn_linger(struct conn *c)
     ev_set_cb(&c->rio, on_linger_readable);
     ev_io_start(c->w->loop, &c->rio);
     /* The idle timer closes a connection without a stream: reuse it as the bound. */
-    ev_timer_stop(c->w->loop, &c->idle_timer);
-    ev_timer_set(&c->idle_timer, LINGER_SECONDS, 0.);
-    ev_timer_start(c->w->loop, &c->idle_timer);
+    timer_rearm(c->w->loop, &c->idle_timer, LINGER_SECONDS);
 }
 
 static void conn_flush(struct conn *c)
@@ -985,11 +984,8 @@ static void on_header_timeout(struct ev_loop *loop, ev_timer *t, int revents)
     conn_enter(c);
     if (!c->st.active) {
         /* A head trickling in too slowly (slowloris): refuse and close. */
-        memset(&c->st, 0, offsetof(struct stream, route_timer));
-        c->st.active = true;
+        stream_begin(c, NULL);
         c->st.request_complete = true;
-        c->st.start_ns = proc_now_ns();
-        c->st.service_time_ms = -1;
         c->close_after = true;
         send_local_text(c, 408, "request headers timeout\n", "DPE");
     }
@@ -1007,8 +1003,7 @@ static void on_stream_idle(struct ev_loop *loop, ev_timer *t, int revents)
     double idle = ev_now(loop) - c->last_activity;
     if (idle < timeout) {
         /* Activity since the timer was set: sleep for the rest only. */
-        ev_timer_set(t, timeout - idle, 0.);
-        ev_timer_start(loop, t);
+        timer_rearm(loop, t, timeout - idle);
         return;
     }
     conn_enter(c);

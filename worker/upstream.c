@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/evtimer.h"
 #include "common/log.h"
 
 enum upstream_state {
@@ -401,9 +402,7 @@ static void do_release(struct upstream *u, bool reusable)
             ev_io_stop(u->w->loop, &u->rio);
             ev_set_cb(&u->rio, on_idle_event);
             ev_io_start(u->w->loop, &u->rio);
-            ev_timer_stop(u->w->loop, &u->timer);
-            ev_timer_set(&u->timer, WORKER_POOL_IDLE_TIMEOUT_S, 0.);
-            ev_timer_start(u->w->loop, &u->timer);
+            timer_rearm(u->w->loop, &u->timer, WORKER_POOL_IDLE_TIMEOUT_S);
             /* An idle connection keeps no buffers. */
             buf_release(&u->in);
             buf_release(&u->out);

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/evtimer.h"
 #include "common/log.h"
 #include "common/proc.h"
 #include "listener/handoff.h"
@@ -129,8 +130,7 @@ static void accept_batch(struct worker *w, struct listener_rt *l, int max)
         }
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
             stop_accepting(w);
-            ev_timer_set(&w->accept_retry, 0.2, 0.);
-            ev_timer_start(w->loop, &w->accept_retry);
+            timer_rearm(w->loop, &w->accept_retry, 0.2);
         }
         return;
     }
@@ -177,8 +177,7 @@ static void begin_drain(struct worker *w, uint32_t deadline_ms)
         worker_exit_loop(w);
         return;
     }
-    ev_timer_set(&w->drain_timer, (double)deadline_ms / 1000.0, 0.);
-    ev_timer_start(w->loop, &w->drain_timer);
+    timer_rearm(w->loop, &w->drain_timer, (double)deadline_ms / 1000.0);
 }
 
 static void on_control(struct ipc_chan *ch, const char *peer, size_t peer_len,
