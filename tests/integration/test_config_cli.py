@@ -145,6 +145,23 @@ class ConfigCliTest(H.LegateTestCase):
 
     # -- good config
 
+    def test_embedded_default_config_serves(self):
+        """What the README's run command shows a newcomer: no -c, the embedded
+        quickstart config (direct response on :10000, admin on :9901)."""
+        if H.port_accepts(10000) or H.port_accepts(9901):
+            self.skipTest("ports 10000/9901 are in use on this machine")
+        lg = H.Legate("unused: the embedded config is used", 10000, concurrency=1)
+        lg.args = [a for a in lg.args if a not in ("-c", lg.config_path)]
+        self.addCleanup(lg.close)
+        lg.start()
+        self.assertIn("the embedded default config", lg.log_text())
+        r = H.http_request(10000, "GET", "/", host="localhost")
+        self.assertEqual((r.status, r.body), (200, b"Hello from legate\n"))
+        self.assertEqual(H.http_request(9901, "GET", "/ready", host="localhost").body, b"LIVE\n")
+        # /upstream/ goes to 127.0.0.1:8080, which the run command starts and
+        # this test does not: whatever listens there (or nothing) decides.
+        self.assertIn(H.http_request(10000, "GET", "/upstream/", host="x").status, (200, 404, 503))
+
     def test_validate_good_config(self):
         path = self.write("good", self.fill(GOOD))
         rc, out, err, secs, left = self.run_legate(["--mode", "validate", "-c", path])
