@@ -43,6 +43,7 @@
 #define STREAM_IDLE_TIMEOUT_DEFAULT_MS 300000
 #define IDLE_TIMEOUT_DEFAULT_MS 3600000
 #define CONNECT_TIMEOUT_DEFAULT_MS 5000
+#define UPSTREAM_IDLE_TIMEOUT_DEFAULT_MS 3600000 /* Envoy's 1 h */
 
 /* ---- the loader's state ---------------------------------------------------------------- */
 
@@ -1785,6 +1786,77 @@ static const struct schema circuit_breakers_schema = {
     .unimplemented = "per_host_thresholds",
 };
 
+/* typed_extension_protocol_options: envoy.extensions.upstreams.http.v3.HttpProtocolOptions,
+ * of which legate takes the upstream idle timeout and the (HTTP/1) protocol choice. */
+static const struct schema upstream_common_http_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "idle_timeout",
+             .parse = set_duration,
+             .offset = offsetof(struct cfg_cluster, idle_timeout_ms)},
+            {0},
+        },
+    .unimplemented = "max_connection_duration max_headers_count max_response_headers_kb "
+                     "max_stream_duration headers_with_underscores_action "
+                     "max_requests_per_connection",
+};
+
+static const struct schema http1_options_schema = {
+    .fields = (const struct field[]){{0}},
+    .unimplemented = "allow_absolute_url accept_http_10 default_host_for_http_10 "
+                     "header_key_format enable_trailers allow_chunked_length "
+                     "override_stream_error_on_invalid_http_message",
+};
+
+static const struct schema explicit_http_config_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "http_protocol_options", .nested = &http1_options_schema},
+            {0},
+        },
+    .unimplemented = "http2_protocol_options http3_protocol_options",
+};
+
+static const struct schema upstream_http_options_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "@type", .parse = skip_type_url},
+            {.name = "common_http_protocol_options", .nested = &upstream_common_http_schema},
+            {.name = "explicit_http_config", .nested = &explicit_http_config_schema},
+            {0},
+        },
+    .unimplemented = "upstream_http_protocol_options use_downstream_protocol_config "
+                     "auto_config http_filters header_validation_config",
+};
+
+static const struct extension upstream_http_options_ext = {
+    .what = "protocol options",
+    .name = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+    .type_url = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+    .config = &upstream_http_options_schema,
+};
+
+static int parse_protocol_options(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    if (node->type != YAML_MAPPING_NODE) {
+        report_type(ld, node, "a map");
+        return -1;
+    }
+    for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *key = yaml_document_get_node(ld->doc, p->key);
+        yaml_node_t *value = yaml_document_get_node(ld->doc, p->value);
+        const char *name = key->type == YAML_SCALAR_NODE ? scalar_text(key) : "";
+        size_t saved = path_push_field(ld, name);
+        if (strcmp(name, upstream_http_options_ext.name) == 0)
+            load_typed_config(ld, value, &upstream_http_options_ext, slot);
+        else
+            report(ld, key, "protocol options %.200s are not implemented by legate", name);
+        path_pop(ld, saved);
+    }
+    return 0;
+}
+
 static const struct schema cluster_schema = {
     .fields =
         (const struct field[]){
@@ -1800,11 +1872,12 @@ static const struct schema cluster_schema = {
              .offset = offsetof(struct cfg_cluster, lb_policy)},
             {.name = "load_assignment", .nested = &load_assignment_schema},
             {.name = "circuit_breakers", .nested = &circuit_breakers_schema},
+            {.name = "typed_extension_protocol_options", .parse = parse_protocol_options},
             {0},
         },
     .unimplemented = "transport_socket_matches alt_stat_name cluster_type eds_cluster_config "
                      "per_connection_buffer_limit_bytes health_checks max_requests_per_connection "
-                     "typed_extension_protocol_options dns_refresh_rate dns_jitter "
+                     "dns_refresh_rate dns_jitter "
                      "dns_failure_refresh_rate respect_dns_ttl dns_lookup_family dns_resolvers "
                      "use_tcp_for_dns_lookups dns_resolution_config typed_dns_resolver_config "
                      "wait_for_warm_on_init outlier_detection cleanup_interval "
@@ -1839,6 +1912,7 @@ static int parse_clusters(struct loader *ld, const yaml_node_t *node, void *slot
         cluster->type = CLUSTER_STATIC;
         cluster->lb_policy = LB_ROUND_ROBIN;
         cluster->connect_timeout_ms = CONNECT_TIMEOUT_DEFAULT_MS;
+        cluster->idle_timeout_ms = UPSTREAM_IDLE_TIMEOUT_DEFAULT_MS;
         set_default_limits(&cluster->cb);
         cluster->mark = mark_of(item);
         ld->cluster_index = i;

@@ -122,6 +122,9 @@ struct cfg_cluster {
     struct cfg_endpoint *endpoints; /* flattened over load_assignment.endpoints[].lb_endpoints[] */
     size_t n_endpoints;
     struct cfg_circuit_breakers cb;
+    uint64_t idle_timeout_ms; /* pooled connections: typed_extension_protocol_options
+                                 HttpProtocolOptions common_http_protocol_options.idle_timeout;
+                                 default 3600000 (Envoy's 1 h); 0 disables */
     struct cfg_mark mark;
 };
 

@@ -402,7 +402,13 @@ static void do_release(struct upstream *u, bool reusable)
             ev_io_stop(u->w->loop, &u->rio);
             ev_set_cb(&u->rio, on_idle_event);
             ev_io_start(u->w->loop, &u->rio);
-            timer_rearm(u->w->loop, &u->timer, WORKER_POOL_IDLE_TIMEOUT_S);
+            /* The cluster's idle_timeout; 0 keeps the connection until either
+             * side closes it (the read watcher still notices that). */
+            if (u->host->cluster->idle_timeout_ms > 0)
+                timer_rearm(u->w->loop, &u->timer,
+                            (double)u->host->cluster->idle_timeout_ms / 1000.0);
+            else
+                ev_timer_stop(u->w->loop, &u->timer);
             /* An idle connection keeps no buffers. */
             buf_release(&u->in);
             buf_release(&u->out);

@@ -18,7 +18,6 @@
 #define WORKER_HIGH_WATERMARK (256 * 1024) /* stop reading the other side above this */
 #define WORKER_LOW_WATERMARK (64 * 1024)   /* resume below this */
 #define WORKER_POOL_MAX_IDLE 128           /* idle upstream connections per host */
-#define WORKER_POOL_IDLE_TIMEOUT_S 60.0    /* close an idle upstream connection after */
 
 struct worker;
 

@@ -20,18 +20,28 @@ class TimeoutsAndLimitsTest(H.LegateTestCase):
         cls.port = H.free_port()
         limited = H.cluster("limited", [cls.up.port])
         limited["circuit_breakers"] = {"thresholds": [{"max_requests": 1, "max_connections": 8}]}
+        # A second upstream, so that its connection counts are this cluster's alone.
+        cls.pool_up = cls.class_upstream()
+        short_idle = H.cluster("short_idle", [cls.pool_up.port])
+        short_idle["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "common_http_protocol_options": {"idle_timeout": "0.5s"},
+                "explicit_http_config": {"http_protocol_options": {}},
+            }}
         one_conn = H.cluster("one_conn", [cls.up.port])
         one_conn["circuit_breakers"] = {"thresholds": [{"max_connections": 1}]}
         vhosts = [H.vhost("main", ["*"], [
             H.route_to("up", prefix="/up/", prefix_rewrite="/", timeout="0s"),
             H.route_to("limited", prefix="/limited/", prefix_rewrite="/"),
             H.route_to("one_conn", prefix="/one/", prefix_rewrite="/"),
+            H.route_to("short_idle", prefix="/short/", prefix_rewrite="/"),
             H.route_direct(200, "ok\n", prefix="/ok"),
         ])]
         hcm = {"request_headers_timeout": "1s", "stream_idle_timeout": "1s",
                "common_http_protocol_options": {"idle_timeout": "1.5s"}}
         cfg = H.simple_config(cls.port, vhosts,
-                              [H.cluster("up", [cls.up.port]), limited, one_conn],
+                              [H.cluster("up", [cls.up.port]), limited, one_conn, short_idle],
                               hcm_extra=hcm)
         # One worker, so per-worker circuit breakers see every request.
         cls.lg = cls.class_legate(cfg, cls.port, concurrency=1)
@@ -132,6 +142,32 @@ class TimeoutsAndLimitsTest(H.LegateTestCase):
         # The one connection is now idle in the pool: reusing it is allowed.
         for _ in range(3):
             self.assertEqual(H.http_request(self.port, "GET", "/one/fixed", host="t").status, 200)
+
+
+    def test_pool_closes_connections_idle_past_the_cluster_idle_timeout(self):
+        before = self.pool_up.stats()
+        for _ in range(3):  # one pooled connection, reused
+            self.assertEqual(H.http_request(self.port, "GET", "/short/fixed", host="t").status, 200)
+        mid = self.pool_up.stats()
+        self.assertEqual(mid["connections"] - before["connections"], 1, "not reused")
+        # idle_timeout 0.5 s: legate closes it, and the upstream sees the close.
+        closed = H.wait_until(lambda: self.pool_up.stats()["active_connections"]
+                              < mid["active_connections"], 3)
+        self.assertTrue(closed, "the idle pooled connection was never closed")
+        self.assertEqual(H.http_request(self.port, "GET", "/short/fixed", host="t").status, 200)
+        self.assertEqual(self.pool_up.stats()["connections"] - mid["connections"], 1)
+
+    def test_connection_closed_by_the_upstream_is_never_reused(self):
+        before = self.pool_up.stats()
+        ok = 0
+        for _ in range(5):
+            # The upstream answers keep-alive, then closes the idle connection
+            # 100 ms later; the next request comes after that.
+            r = H.http_request(self.port, "GET", "/short/fixed?then_close_ms=100", host="t")
+            ok += r.status == 200
+            time.sleep(0.3)
+        self.assertEqual(ok, 5, "a request went to a connection the upstream had closed")
+        self.assertEqual(self.pool_up.stats()["connections"] - before["connections"], 5)
 
 
 if __name__ == "__main__":

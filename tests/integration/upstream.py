@@ -20,6 +20,7 @@ Behaviour by path (query parameters are knobs):
                           200 with Content-Length: 1000000 (or chunked), N body
                           bytes, waits D ms (default 200), then RST
   /chunked?n=N&size=S[&trailer=1][&delay_ms=D]
+  /fixed?then_close_ms=N   keep-alive answer, then the connection is closed N ms later
   /early[?delay_ms=D&hold_ms=H]  200 without reading the request body, then silence
   /stall[?hold_ms=H]      reads the head only; the body is never read, no answer
                           chunked response of N chunks of S bytes (deterministic bytes)
@@ -416,6 +417,11 @@ def handle(conn, req, seq):
 
     if path == "/fixed":
         simple(conn, req, seq, 200, "fixed\n", keep_alive=ka)
+        if qint(req, "then_close_ms", 0) > 0:
+            # A keep-alive answer, then the upstream closes the idle connection
+            # on its own (a server idle timeout): the proxy must not reuse it.
+            time.sleep(qint(req, "then_close_ms", 0) / 1000.0)
+            return False
     elif path == "/echo-headers":
         body = {
             "method": req.method,

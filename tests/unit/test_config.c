@@ -687,6 +687,46 @@ static void test_access_log(void **state)
                  "is not implemented by legate");
 }
 
+#define PROTO_OPTS(key, type, rest)                                                                \
+    "static_resources:\n"                                                                          \
+    "  clusters:\n"                                                                                \
+    "  - name: c\n"                                                                                \
+    "    typed_extension_protocol_options:\n"                                                      \
+    "      " key ":\n"                                                                             \
+    "        \"@type\": " type "\n" rest
+
+#define HTTP_OPTS "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+#define HTTP_OPTS_TYPE "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+static void test_upstream_protocol_options(void **state)
+{
+    (void)state;
+    struct config cfg;
+    load_ok(PROTO_OPTS(HTTP_OPTS, HTTP_OPTS_TYPE,
+                       "        common_http_protocol_options: {idle_timeout: 2.5s}\n"
+                       "        explicit_http_config: {http_protocol_options: {}}\n"),
+            &cfg);
+    assert_int_equal(cfg.clusters[0].idle_timeout_ms, 2500);
+    config_free(&cfg);
+    load_ok("static_resources:\n  clusters:\n  - name: c\n", &cfg);
+    assert_int_equal(cfg.clusters[0].idle_timeout_ms, 3600000); /* Envoy's default, 1 h */
+    config_free(&cfg);
+
+    expect_error(PROTO_OPTS("envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions", "x", ""), 5, 7,
+                 "protocol options envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions are "
+                 "not implemented by legate");
+    expect_error(
+        PROTO_OPTS(HTTP_OPTS, "type.googleapis.com/some.Other", ""), 6, 18,
+        "HttpProtocolOptions.@type: protocol options type.googleapis.com/some.Other is not "
+        "implemented");
+    expect_error(PROTO_OPTS(HTTP_OPTS, HTTP_OPTS_TYPE,
+                            "        explicit_http_config: {http2_protocol_options: {}}\n"),
+                 7, 32, "explicit_http_config.http2_protocol_options: not implemented by legate");
+    expect_error(PROTO_OPTS(HTTP_OPTS, HTTP_OPTS_TYPE,
+                            "        common_http_protocol_options: {idle_timeout: 5}\n"),
+                 7, 54, "idle_timeout: must be a duration");
+}
+
 static void test_unknown_cluster(void **state)
 {
     (void)state;
@@ -964,6 +1004,7 @@ int main(void)
         cmocka_unit_test(test_http_filters),
         cmocka_unit_test(test_missing_stat_prefix_and_rds),
         cmocka_unit_test(test_access_log),
+        cmocka_unit_test(test_upstream_protocol_options),
         cmocka_unit_test(test_unknown_cluster),
         cmocka_unit_test(test_duplicate_listener_address),
         cmocka_unit_test(test_duplicate_names),
