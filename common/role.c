@@ -49,6 +49,24 @@ struct ev_loop *child_start(const struct child_ctx *ctx, const char *title, stru
     return loop;
 }
 
+void child_stop_on_control(struct ipc_chan *ch, const char *peer, size_t peer_len,
+                           const struct ipc_msg *msg)
+{
+    (void)peer;
+    (void)peer_len;
+    if (msg->hdr.type != IPC_DRAIN && msg->hdr.type != IPC_STOP)
+        log_fatal("protocol violation: unexpected %s from the supervisor",
+                  ipc_type_name(msg->hdr.type));
+    ev_break(ch->loop, EVBREAK_ALL);
+}
+
+void child_stop_on_sigterm(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)w;
+    (void)revents;
+    ev_break(loop, EVBREAK_ALL);
+}
+
 void child_ready(struct ipc_chan *ch)
 {
     struct ipc_empty e = {0};

@@ -43,6 +43,13 @@ struct ev_loop *child_start(const struct child_ctx *ctx, const char *title, stru
 /* Tell the supervisor this child is serving. */
 void child_ready(struct ipc_chan *ch);
 
+/* For roles that hold no client state (listener, upstream manager): DRAIN or
+ * STOP from the supervisor, or SIGTERM, ends the loop; anything else from the
+ * supervisor is a protocol violation. */
+void child_stop_on_control(struct ipc_chan *ch, const char *peer, size_t peer_len,
+                           const struct ipc_msg *msg);
+void child_stop_on_sigterm(struct ev_loop *loop, ev_signal *w, int revents);
+
 /* Every child role is one row: adding a role is adding a row (supervisor/roles.c). */
 struct role_def {
     enum role role;

@@ -88,35 +88,11 @@ static void on_worker_request(struct ev_loop *loop, ev_io *w, int revents)
         log_debug("handed %zu sockets to a worker", st->n_fds);
 }
 
-static void on_control(struct ipc_chan *ch, const char *peer, size_t peer_len,
-                       const struct ipc_msg *msg)
-{
-    (void)peer;
-    (void)peer_len;
-    struct listener_state *st = ch->data;
-    switch (msg->hdr.type) {
-    case IPC_DRAIN:
-    case IPC_STOP:
-        ev_break(st->loop, EVBREAK_ALL);
-        break;
-    default:
-        log_fatal("protocol violation: unexpected %s from the supervisor",
-                  ipc_type_name(msg->hdr.type));
-    }
-}
-
-static void on_sigterm(struct ev_loop *loop, ev_signal *w, int revents)
-{
-    (void)w;
-    (void)revents;
-    ev_break(loop, EVBREAK_ALL);
-}
-
 int listener_run(const struct child_ctx *ctx)
 {
     static struct listener_state st;
     st.ctx = ctx;
-    st.loop = child_start(ctx, "legate: listener", &st.ctl, on_control, &st);
+    st.loop = child_start(ctx, "legate: listener", &st.ctl, child_stop_on_control, &st);
     const struct config *cfg = ctx->cfg;
     st.has_admin = cfg->admin.enabled;
     st.fds = calloc(cfg->n_listeners + 1, sizeof(int));
@@ -163,7 +139,7 @@ int listener_run(const struct child_ctx *ctx)
         st.worker_io[i].data = &st;
         ev_io_start(st.loop, &st.worker_io[i]);
     }
-    ev_signal_init(&st.sig_term, on_sigterm, SIGTERM);
+    ev_signal_init(&st.sig_term, child_stop_on_sigterm, SIGTERM);
     ev_signal_start(st.loop, &st.sig_term);
     child_ready(&st.ctl);
     ev_run(st.loop, 0);
