@@ -208,7 +208,7 @@ static const char *al_req_header(void *ctx, const char *name, size_t *len)
 static const char *al_resp_header(void *ctx, const char *name, size_t *len)
 {
     struct stream *st = ctx;
-    static __thread char tmp[24];
+    static char tmp[24]; /* one process, one thread: a static buffer is enough */
     if (strcmp(name, "x-envoy-upstream-service-time") == 0 && st->service_time_ms >= 0) {
         *len = (size_t)snprintf(tmp, sizeof(tmp), "%ld", st->service_time_ms);
         return tmp;

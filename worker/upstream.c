@@ -355,11 +355,6 @@ struct buf *upstream_out(struct upstream *u)
     return &u->out;
 }
 
-size_t upstream_pending(const struct upstream *u)
-{
-    return buf_len(&u->out);
-}
-
 bool upstream_over_watermark(const struct upstream *u)
 {
     return u->over_watermark;
@@ -384,11 +379,6 @@ void upstream_pause(struct upstream *u, bool paused)
 bool upstream_reusable(const struct upstream *u)
 {
     return u->complete && u->keep_alive && buf_len(&u->in) == 0 && buf_len(&u->out) == 0;
-}
-
-const char *upstream_host_name(const struct upstream *u)
-{
-    return u->host->name;
 }
 
 static void do_release(struct upstream *u, bool reusable)

@@ -36,8 +36,6 @@ struct upstream *upstream_open(struct worker *w, struct host *h,
 /* Where the owner writes the request (head and framed body); then call upstream_flush. */
 struct buf *upstream_out(struct upstream *u);
 void upstream_flush(struct upstream *u);
-/* Bytes queued but not yet written. */
-size_t upstream_pending(const struct upstream *u);
 /* The queued request bytes went above the high watermark and have not yet
  * fallen below the low one (on_drained reports the fall). */
 bool upstream_over_watermark(const struct upstream *u);
@@ -50,6 +48,5 @@ void upstream_pause(struct upstream *u, bool paused);
 void upstream_release(struct upstream *u, bool reusable);
 /* True if the response ended in a way that allows another request. */
 bool upstream_reusable(const struct upstream *u);
-const char *upstream_host_name(const struct upstream *u);
 
 #endif

@@ -18,8 +18,6 @@
 #include "common/proc.h"
 #include "listener/handoff.h"
 
-struct worker *the_worker;
-
 #define ACCEPT_BATCH 64
 
 const char *worker_date(struct worker *w)
@@ -310,7 +308,6 @@ static void setup_clusters(struct worker *w)
 int worker_run(const struct child_ctx *ctx)
 {
     static struct worker w;
-    the_worker = &w;
     w.ctx = ctx;
     w.cfg = ctx->cfg;
     char title[48];

@@ -76,8 +76,6 @@ struct worker {
     time_t date_sec;
 };
 
-extern struct worker *the_worker;
-
 const char *worker_date(struct worker *w);
 void worker_conn_closed(struct worker *w); /* maybe finish a drain */
 struct host *worker_pick_host(struct worker *w, size_t cluster_index);
