@@ -1,0 +1,497 @@
+#include "shm/stats.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Limits that keep every offset computation far from overflow, and a hostile
+ * header from asking for absurd sizes. */
+#define MAX_SLOTS 65536u
+#define MAX_STATS (1u << 24)
+#define MAX_ARENA (1ull << 32)
+
+struct offsets {
+    uint64_t table, arena, cells, hists, total;
+    uint64_t row_stride; /* cells per slot row: max_stats rounded up to a cache line */
+};
+
+static uint64_t align_up(uint64_t v, uint64_t a)
+{
+    return (v + a - 1) & ~(a - 1);
+}
+
+/* The one place the layout is computed: create writes it, validate compares. */
+static int compute_offsets(uint32_t n_slots, uint32_t max_stats, uint32_t max_histograms,
+                           uint64_t arena_size, struct offsets *o)
+{
+    if (n_slots == 0 || n_slots > MAX_SLOTS || max_stats == 0 || max_stats > MAX_STATS ||
+        max_histograms > max_stats || arena_size == 0 || arena_size > MAX_ARENA)
+        return -1;
+    o->row_stride = align_up(max_stats, 8);
+    o->table = align_up(sizeof(struct stats_header), 64);
+    o->arena = align_up(o->table + (uint64_t)max_stats * sizeof(struct stats_entry), 64);
+    o->cells = align_up(o->arena + arena_size, 64);
+    o->hists = align_up(o->cells + (uint64_t)n_slots * o->row_stride * 8, 64);
+    o->total = align_up(
+        o->hists + (uint64_t)n_slots * max_histograms * sizeof(struct stats_hist_cells), 4096);
+    return 0;
+}
+
+void stats_shm_name(unsigned base_id, char *out, size_t cap)
+{
+    snprintf(out, cap, "/legate.%u.stats", base_id);
+}
+
+static void map_view(struct stats *s, void *base, size_t size, bool read_only)
+{
+    s->base = base;
+    s->size = size;
+    s->read_only = read_only;
+    s->slot = 0;
+    s->hdr = base;
+}
+
+int stats_create(struct stats *s, const char *shm_name, const struct stats_layout *layout,
+                 uint32_t base_id, uint32_t epoch)
+{
+    struct offsets o;
+    if (compute_offsets(layout->n_slots, layout->max_stats, layout->max_histograms,
+                        layout->arena_size, &o) != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    shm_unlink(shm_name); /* a stale segment of a dead instance */
+    int fd = shm_open(shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    if (ftruncate(fd, (off_t)o.total) != 0) {
+        int e = errno;
+        close(fd);
+        shm_unlink(shm_name);
+        errno = e;
+        return -1;
+    }
+    void *base = mmap(NULL, o.total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int e = errno;
+    close(fd);
+    if (base == MAP_FAILED) {
+        shm_unlink(shm_name);
+        errno = e;
+        return -1;
+    }
+    /* ftruncate zero-filled everything: only the header needs writing. */
+    struct stats_header *h = base;
+    h->layout_version = STATS_LAYOUT_VERSION;
+    h->header_size = sizeof(*h);
+    h->base_id = base_id;
+    h->epoch = epoch;
+    h->created_unix = (int64_t)time(NULL);
+    h->supervisor_pid = (int32_t)getpid();
+    h->n_slots = layout->n_slots;
+    h->max_stats = layout->max_stats;
+    h->max_histograms = layout->max_histograms;
+    h->arena_size = layout->arena_size;
+    h->table_off = o.table;
+    h->arena_off = o.arena;
+    h->cells_off = o.cells;
+    h->hists_off = o.hists;
+    h->total_size = o.total;
+    h->row_stride = (uint32_t)o.row_stride;
+    atomic_store_explicit(&h->owner_alive, 1, memory_order_relaxed);
+    /* The magic last: a reader that sees it sees a complete header. */
+    atomic_thread_fence(memory_order_release);
+    h->magic = STATS_MAGIC;
+    map_view(s, base, o.total, false);
+    return 0;
+}
+
+int stats_validate(const void *base, size_t size, const char **why)
+{
+    static const char *unused;
+    if (why == NULL)
+        why = &unused;
+    const struct stats_header *h = base;
+    struct offsets o;
+    if (size < sizeof(*h)) {
+        *why = "segment smaller than its header (truncated)";
+        return -1;
+    }
+    if (h->magic != STATS_MAGIC) {
+        *why = "bad magic: not a legate stats segment";
+        return -1;
+    }
+    if (h->layout_version != STATS_LAYOUT_VERSION) {
+        *why = "layout version differs from this binary's";
+        return -1;
+    }
+    if (h->header_size != sizeof(*h)) {
+        *why = "header size differs from this binary's";
+        return -1;
+    }
+    if (compute_offsets(h->n_slots, h->max_stats, h->max_histograms, h->arena_size, &o) != 0) {
+        *why = "sizes in the header are out of range";
+        return -1;
+    }
+    /* Offsets must be exactly what the sizes imply: nothing overlaps, nothing
+     * points outside. */
+    if (h->table_off != o.table || h->arena_off != o.arena || h->cells_off != o.cells ||
+        h->hists_off != o.hists || h->total_size != o.total || h->row_stride != o.row_stride) {
+        *why = "offsets in the header do not match its sizes";
+        return -1;
+    }
+    if (o.total > size) {
+        *why = "segment smaller than its header says (truncated)";
+        return -1;
+    }
+    return 0;
+}
+
+int stats_attach(struct stats *s, const char *shm_name, bool read_only, const char **why)
+{
+    static const char *unused;
+    if (why == NULL)
+        why = &unused;
+    int fd = shm_open(shm_name, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+    if (fd < 0) {
+        *why = strerror(errno);
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        *why = strerror(e);
+        errno = e;
+        return -1;
+    }
+    if (st.st_size <= 0) {
+        close(fd);
+        *why = "empty segment";
+        errno = EINVAL;
+        return -1;
+    }
+    size_t size = (size_t)st.st_size;
+    void *base =
+        mmap(NULL, size, read_only ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int e = errno;
+    close(fd);
+    if (base == MAP_FAILED) {
+        *why = strerror(e);
+        errno = e;
+        return -1;
+    }
+    if (stats_validate(base, size, why) != 0) {
+        munmap(base, size);
+        errno = EINVAL;
+        return -1;
+    }
+    map_view(s, base, size, read_only);
+    return 0;
+}
+
+void stats_detach(struct stats *s)
+{
+    if (s->base != NULL)
+        munmap(s->base, s->size);
+    s->base = NULL;
+    s->hdr = NULL;
+}
+
+int stats_unlink(const char *shm_name)
+{
+    return shm_unlink(shm_name);
+}
+
+int stats_set_slot(struct stats *s, uint32_t slot)
+{
+    if (slot >= s->hdr->n_slots)
+        return -1;
+    s->slot = slot;
+    return 0;
+}
+
+/* --- entries ------------------------------------------------------------------------ */
+
+static struct stats_entry *table(const struct stats *s)
+{
+    return (struct stats_entry *)((char *)s->base + s->hdr->table_off);
+}
+
+uint32_t stats_count(const struct stats *s)
+{
+    /* n_reserved overshoots max_stats once the table is full: clamp. */
+    uint32_t n = atomic_load_explicit(&s->hdr->n_reserved, memory_order_acquire);
+    return n < s->hdr->max_stats ? n : s->hdr->max_stats;
+}
+
+/* An entry's fields, copied once after the acquire on `ready` and checked:
+ * another process could change the shared entry between two reads, so the
+ * copy is all a reader may use. */
+struct entry_copy {
+    uint32_t kind, index, name_off, name_len;
+};
+
+static bool entry_read(const struct stats *s, const struct stats_entry *e, struct entry_copy *c)
+{
+    if (atomic_load_explicit(&e->ready, memory_order_acquire) != 1)
+        return false;
+    c->kind = *(const volatile uint32_t *)&e->kind;
+    c->index = *(const volatile uint32_t *)&e->index;
+    c->name_off = *(const volatile uint32_t *)&e->name_off;
+    c->name_len = *(const volatile uint32_t *)&e->name_len;
+    uint64_t limit = c->kind == STAT_HISTOGRAM ? s->hdr->max_histograms : s->hdr->max_stats;
+    return c->kind >= STAT_COUNTER && c->kind <= STAT_HISTOGRAM && c->index < limit &&
+           (uint64_t)c->name_off + c->name_len <= s->hdr->arena_size;
+}
+
+static bool entry_read_id(const struct stats *s, int id, struct entry_copy *c)
+{
+    return id >= 0 && (uint32_t)id < stats_count(s) && entry_read(s, &table(s)[id], c);
+}
+
+const struct stats_entry *stats_entry_at(const struct stats *s, uint32_t id)
+{
+    struct entry_copy c;
+    return entry_read_id(s, (int)id, &c) ? &table(s)[id] : NULL;
+}
+
+const char *stats_name(const struct stats *s, const struct stats_entry *e, size_t *len)
+{
+    struct entry_copy c;
+    *len = 0;
+    if (!entry_read(s, e, &c))
+        return NULL;
+    *len = c.name_len;
+    return (const char *)s->base + s->hdr->arena_off + c.name_off;
+}
+
+int stats_find(const struct stats *s, const char *name, size_t len)
+{
+    uint32_t n = stats_count(s);
+    for (uint32_t id = 0; id < n; id++) {
+        struct entry_copy c;
+        if (entry_read(s, &table(s)[id], &c) && c.name_len == len &&
+            memcmp((const char *)s->base + s->hdr->arena_off + c.name_off, name, len) == 0)
+            return (int)id;
+    }
+    return -1;
+}
+
+/* Take `n` from a shared allocation counter if `limit` allows; a refused
+ * request takes nothing, so it cannot starve a later one. Lock-free. */
+static bool reserve(_Atomic uint64_t *used, uint64_t n, uint64_t limit, uint64_t *at)
+{
+    uint64_t cur = atomic_load_explicit(used, memory_order_relaxed);
+    do {
+        if (cur > limit || n > limit - cur)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(used, &cur, cur + n, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    *at = cur;
+    return true;
+}
+
+static bool reserve32(_Atomic uint32_t *used, uint32_t limit, uint32_t *at)
+{
+    uint32_t cur = atomic_load_explicit(used, memory_order_relaxed);
+    do {
+        if (cur >= limit)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(used, &cur, cur + 1, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    *at = cur;
+    return true;
+}
+
+int stats_register(struct stats *s, const char *name, enum stat_kind kind)
+{
+    size_t len = strlen(name);
+    int existing = stats_find(s, name, len);
+    if (existing >= 0)
+        return table(s)[existing].kind == (uint32_t)kind ? existing : -1;
+    if (s->read_only || len == 0 || len > UINT32_MAX)
+        return -1;
+    struct stats_header *h = s->hdr;
+    /* Check every capacity before taking anything, then reserve: the entry,
+     * a histogram block, the name bytes. Each is a compare-and-swap that
+     * refuses rather than overshoots. Only a race between two registrations
+     * for the last room can waste what the loser took first. */
+    uint64_t off = 0;
+    uint32_t index = 0, id = 0;
+    if (atomic_load_explicit(&h->n_reserved, memory_order_relaxed) >= h->max_stats ||
+        (kind == STAT_HISTOGRAM &&
+         atomic_load_explicit(&h->n_hists, memory_order_relaxed) >= h->max_histograms) ||
+        atomic_load_explicit(&h->arena_used, memory_order_relaxed) + len > h->arena_size)
+        return -1;
+    if (!reserve32(&h->n_reserved, h->max_stats, &id))
+        return -1;
+    if (kind == STAT_HISTOGRAM && !reserve32(&h->n_hists, h->max_histograms, &index))
+        return -1; /* the entry stays unpublished: readers skip it */
+    if (!reserve(&h->arena_used, len, h->arena_size, &off))
+        return -1;
+    if (kind != STAT_HISTOGRAM)
+        index = id;
+    memcpy((char *)s->base + h->arena_off + off, name, len);
+    struct stats_entry *e = &table(s)[id];
+    e->kind = (uint32_t)kind;
+    e->name_off = (uint32_t)off;
+    e->name_len = (uint32_t)len;
+    e->index = index;
+    atomic_store_explicit(&e->ready, 1, memory_order_release);
+    return (int)id;
+}
+
+/* --- cells ------------------------------------------------------------------------------ */
+
+static _Atomic uint64_t *cell(const struct stats *s, uint32_t slot, uint32_t index)
+{
+    uint64_t stride = s->hdr->row_stride; /* validated against max_stats */
+    return (_Atomic uint64_t *)((char *)s->base + s->hdr->cells_off) + slot * stride + index;
+}
+
+static struct stats_hist_cells *hist_cells(const struct stats *s, uint32_t slot, uint32_t index)
+{
+    return (struct stats_hist_cells *)((char *)s->base + s->hdr->hists_off) +
+           (uint64_t)slot * s->hdr->max_histograms + index;
+}
+
+/* The cell this process writes for a counter or gauge; NULL for a bad id, a
+ * histogram, or a read-only view. */
+_Atomic uint64_t *stats_cell(struct stats *s, int id)
+{
+    struct entry_copy c;
+    if (s->read_only || !entry_read_id(s, id, &c) || c.kind == STAT_HISTOGRAM)
+        return NULL;
+    return cell(s, s->slot, c.index);
+}
+
+void stats_inc(struct stats *s, int id, uint64_t n)
+{
+    stats_cell_add(stats_cell(s, id), n);
+}
+
+void stats_gauge_add(struct stats *s, int id, int64_t delta)
+{
+    stats_cell_add(stats_cell(s, id), (uint64_t)delta);
+}
+
+void stats_gauge_set(struct stats *s, int id, int64_t value)
+{
+    _Atomic uint64_t *c = stats_cell(s, id);
+    if (c != NULL)
+        atomic_store_explicit(c, (uint64_t)value, memory_order_relaxed);
+}
+
+uint32_t stats_hist_bucket(uint64_t v)
+{
+    if (v < 16)
+        return (uint32_t)v;
+    unsigned e = 63u - (unsigned)__builtin_clzll(v); /* 4 .. 63 */
+    if (e >= 40)
+        return STATS_HIST_BUCKETS - 1;
+    unsigned sub = (unsigned)(v >> (e - 3)) & (STATS_HIST_SUB - 1);
+    return 16 + (e - 4) * STATS_HIST_SUB + sub;
+}
+
+uint64_t stats_hist_bucket_upper(uint32_t b)
+{
+    if (b < 16)
+        return b;
+    if (b >= STATS_HIST_BUCKETS - 1)
+        return UINT64_MAX;
+    unsigned k = b - 16, e = 4 + k / STATS_HIST_SUB, sub = k % STATS_HIST_SUB;
+    uint64_t width = 1ull << (e - 3);
+    return (1ull << e) + sub * width + width - 1;
+}
+
+struct stats_hist_cells *stats_hist_handle(struct stats *s, int id)
+{
+    struct entry_copy c;
+    if (s->read_only || !entry_read_id(s, id, &c) || c.kind != STAT_HISTOGRAM)
+        return NULL;
+    return hist_cells(s, s->slot, c.index);
+}
+
+void stats_hist_record(struct stats *s, int id, uint64_t value)
+{
+    stats_hist_add(stats_hist_handle(s, id), value);
+}
+
+uint64_t stats_slot_value(const struct stats *s, int id, uint32_t slot)
+{
+    struct entry_copy c;
+    if (!entry_read_id(s, id, &c) || c.kind == STAT_HISTOGRAM || slot >= s->hdr->n_slots)
+        return 0;
+    return atomic_load_explicit(cell(s, slot, c.index), memory_order_relaxed);
+}
+
+uint64_t stats_counter_value(const struct stats *s, int id)
+{
+    uint64_t sum = 0;
+    for (uint32_t slot = 0; slot < s->hdr->n_slots; slot++)
+        sum += stats_slot_value(s, id, slot);
+    return sum;
+}
+
+int64_t stats_gauge_value(const struct stats *s, int id)
+{
+    return (int64_t)stats_counter_value(s, id); /* two's complement sums as signed */
+}
+
+void stats_hist_read(const struct stats *s, int id, struct stats_hist_snapshot *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct entry_copy c;
+    if (!entry_read_id(s, id, &c) || c.kind != STAT_HISTOGRAM)
+        return;
+    for (uint32_t slot = 0; slot < s->hdr->n_slots; slot++) {
+        const struct stats_hist_cells *h = hist_cells(s, slot, c.index);
+        out->count += atomic_load_explicit(&h->count, memory_order_relaxed);
+        out->sum += atomic_load_explicit(&h->sum, memory_order_relaxed);
+        for (uint32_t b = 0; b < STATS_HIST_BUCKETS; b++)
+            out->buckets[b] += atomic_load_explicit(&h->buckets[b], memory_order_relaxed);
+    }
+}
+
+uint64_t stats_hist_quantile(const struct stats_hist_snapshot *h, double q)
+{
+    uint64_t total = 0;
+    for (uint32_t b = 0; b < STATS_HIST_BUCKETS; b++)
+        total += h->buckets[b];
+    if (total == 0)
+        return 0;
+    if (q < 0)
+        q = 0;
+    if (q > 1)
+        q = 1;
+    /* The rank of the q-quantile, at least the first value. */
+    uint64_t rank = (uint64_t)(q * (double)total);
+    if ((double)rank < q * (double)total)
+        rank++;
+    if (rank == 0)
+        rank = 1;
+    uint64_t seen = 0;
+    for (uint32_t b = 0; b < STATS_HIST_BUCKETS; b++) {
+        seen += h->buckets[b];
+        if (seen >= rank)
+            return stats_hist_bucket_upper(b);
+    }
+    return stats_hist_bucket_upper(STATS_HIST_BUCKETS - 1);
+}
+
+void stats_slot_reset_gauges(struct stats *s, uint32_t slot)
+{
+    if (s->read_only || slot >= s->hdr->n_slots)
+        return;
+    uint32_t n = stats_count(s);
+    for (uint32_t id = 0; id < n; id++) {
+        struct entry_copy c;
+        if (entry_read(s, &table(s)[id], &c) && c.kind == STAT_GAUGE)
+            atomic_store_explicit(cell(s, slot, c.index), 0, memory_order_relaxed);
+    }
+}
