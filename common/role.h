@@ -11,6 +11,7 @@
 
 #include "common/config.h"
 #include "common/ipc.h"
+#include "shm/stats.h"
 
 enum role {
     ROLE_SUPERVISOR,
@@ -30,6 +31,7 @@ struct child_ctx {
     unsigned base_id;
     uint32_t drain_time_ms;  /* --drain-time-s, for a drain started by a signal */
     bool reuseport;          /* --accept-strategy reuseport: a socket per worker */
+    struct stats *stats;     /* the statistics segment, attached with this child's slot */
     int fd_sock;             /* worker: its end of the socketpair to the listener */
     const int *worker_socks; /* listener: the listener's end for each worker slot */
     size_t n_worker_socks;

@@ -82,6 +82,7 @@ struct child_args {
     int fd_sock;
     const char *worker_socks;
     const char *access_log_fds;
+    long stats_slot;
 };
 
 /* Parse "3,4,5" into fds; returns the count, or -1. */
@@ -151,7 +152,17 @@ static int child_main(const struct child_args *ca, const struct sup_options *opt
         ctx.worker_socks = worker_socks;
         ctx.n_worker_socks = (size_t)n;
     }
+    static struct stats stats;
+    char shm_name[64];
+    const char *why = NULL;
+    stats_shm_name(opt->base_id, shm_name, sizeof(shm_name));
+    if (stats_attach(&stats, shm_name, false, &why) != 0)
+        log_fatal("child: cannot attach the statistics segment %s: %s", shm_name, why);
+    if (ca->stats_slot < 1 || stats_set_slot(&stats, (uint32_t)ca->stats_slot) != 0)
+        log_fatal("child: no statistics slot %ld in %s", ca->stats_slot, shm_name);
+    ctx.stats = &stats;
     int rc = def->run(&ctx);
+    stats_detach(&stats);
     config_free(&cfg);
     return rc;
 }
@@ -176,6 +187,7 @@ int main(int argc, char **argv)
         OPT_FD_SOCK,
         OPT_WORKER_SOCKS,
         OPT_ACCESS_LOG_FDS,
+        OPT_STATS_SLOT,
     };
     static const struct option longopts[] = {
         {"config-path", required_argument, NULL, 'c'},
@@ -194,6 +206,7 @@ int main(int argc, char **argv)
         {"fd-sock", required_argument, NULL, OPT_FD_SOCK},
         {"worker-socks", required_argument, NULL, OPT_WORKER_SOCKS},
         {"access-log-fds", required_argument, NULL, OPT_ACCESS_LOG_FDS},
+        {"stats-slot", required_argument, NULL, OPT_STATS_SLOT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -205,7 +218,7 @@ int main(int argc, char **argv)
         .base_id = 0,
         .drain_time_ms = 600 * 1000,
     };
-    struct child_args child = {.config_fd = -1, .fd_sock = -1};
+    struct child_args child = {.config_fd = -1, .fd_sock = -1, .stats_slot = -1};
     unsigned long v;
     int c;
     while ((c = getopt_long(argc, argv, "c:l:h", longopts, NULL)) != -1) {
@@ -284,6 +297,11 @@ int main(int argc, char **argv)
             break;
         case OPT_ACCESS_LOG_FDS:
             child.access_log_fds = optarg;
+            break;
+        case OPT_STATS_SLOT:
+            if (parse_uint("--stats-slot", optarg, 65535, &v) != 0)
+                return 2;
+            child.stats_slot = (long)v;
             break;
         case OPT_VERSION:
             printf("legate %s\n", LEGATE_VERSION);

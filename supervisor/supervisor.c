@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/role.h"
+#include "shm/stats.h"
 
 #define RESPAWN_MIN_MS 50u
 #define RESPAWN_MAX_MS 30000u
@@ -61,6 +62,8 @@ struct sup {
     int *listener_ends; /* per worker slot: the listener's end of the socketpair */
     int *worker_ends;   /* per worker slot: the worker's end (kept for respawns) */
     int config_fd;      /* sealed memfd with the validated config text, for children */
+    struct stats stats; /* the statistics segment, slot 0 */
+    char stats_name[64];
     char runtime_dir[256];
     char control_path[300];
     char endpoint[320];
@@ -70,6 +73,7 @@ struct sup {
 };
 
 static void spawn(struct sup *s, struct child *c);
+static size_t child_slot(const struct sup *s, const struct child *c);
 
 static const char *describe_status(int status, char *buf, size_t cap)
 {
@@ -238,6 +242,8 @@ static void on_child_exit(struct ev_loop *loop, ev_child *w, int revents)
     bool was_ready = c->ready;
     c->pid = 0;
     c->ready = false;
+    /* Whatever the dead process held open (its connections, say) is gone. */
+    stats_slot_reset_gauges(&s->stats, (uint32_t)child_slot(s, c));
     switch (s->state) {
     case SUP_STOPPING:
         log_info("%s %s", c->title + 8, how);
@@ -342,6 +348,14 @@ static void fd_list(char *list, size_t cap, const int *fds, size_t n, int *keep,
     }
 }
 
+/* The statistics slot of a child: 0 is the supervisor's, then the children
+ * in table order. A respawned child gets its predecessor's slot, so its
+ * counters continue. */
+static size_t child_slot(const struct sup *s, const struct child *c)
+{
+    return (size_t)(c - s->children) + 1;
+}
+
 static void build_child_argv(struct sup *s, struct child *c, struct child_argv *a, int *keep,
                              size_t *n_keep)
 {
@@ -359,6 +373,7 @@ static void build_child_argv(struct sup *s, struct child *c, struct child_argv *
     arg_add(a, "--base-id=%u", s->opt.base_id);
     arg_add(a, "--drain-time-s=%u", s->opt.drain_time_ms / 1000);
     arg_add(a, "--log-level=%s", log_level_name());
+    arg_add(a, "--stats-slot=%zu", child_slot(s, c));
     if (s->opt.reuseport)
         arg_add(a, "--accept-strategy=reuseport");
     for (size_t i = 0; i < s->cfg->n_listeners; i++)
@@ -449,6 +464,54 @@ static int open_access_logs(struct config *cfg)
     return 0;
 }
 
+/* The statistics segment, sized from the configuration with headroom: every
+ * stat legate will name is known from it (per listener, per cluster), plus room
+ * for dynamic ones (per-status-code counters). Two generations' worth of slots,
+ * for hot restart. A segment whose supervisor is alive means the base id is in
+ * use: refused. One whose supervisor is gone is stale: replaced. */
+static int open_stats(struct sup *s)
+{
+    const struct config *cfg = s->cfg;
+    uint32_t objects = (uint32_t)(cfg->n_listeners + cfg->n_clusters);
+    struct stats_layout layout = {
+        .max_stats = 1024 + 1024 * objects,
+        .max_histograms = 64 + 16 * objects,
+        /* supervisor, listener, upstream manager, workers; twice, for the two
+         * generations that overlap during a hot restart */
+        .n_slots = 2 * (3 + s->opt.concurrency),
+        .arena_size = 64 * 1024 + 64 * 1024 * (uint64_t)objects,
+    };
+    stats_shm_name(s->opt.base_id, s->stats_name, sizeof(s->stats_name));
+    struct stats old;
+    const char *why = NULL;
+    if (stats_attach(&old, s->stats_name, true, &why) == 0) {
+        pid_t owner = old.hdr->supervisor_pid;
+        bool alive = owner > 0 && owner != getpid() && kill(owner, 0) == 0 &&
+                     atomic_load_explicit(&old.hdr->owner_alive, memory_order_relaxed);
+        stats_detach(&old);
+        if (alive) {
+            log_error("base id %u is in use by the legate with pid %d (segment %s); choose "
+                      "another --base-id",
+                      s->opt.base_id, (int)owner, s->stats_name);
+            return -1;
+        }
+        log_info("replacing the stale statistics segment %s of pid %d", s->stats_name, (int)owner);
+    }
+    if (stats_create(&s->stats, s->stats_name, &layout, s->opt.base_id, 0) != 0) {
+        log_error("cannot create the statistics segment %s: %s", s->stats_name, strerror(errno));
+        return -1;
+    }
+    stats_set_slot(&s->stats, 0);
+    stats_gauge_set(&s->stats, stats_register(&s->stats, "server.live", STAT_GAUGE), 1);
+    stats_gauge_set(&s->stats, stats_register(&s->stats, "server.concurrency", STAT_GAUGE),
+                    s->opt.concurrency);
+    stats_gauge_set(&s->stats, stats_register(&s->stats, "server.hot_restart_epoch", STAT_GAUGE),
+                    0);
+    log_info("statistics in shared memory %s (%u stats, %u slots)", s->stats_name, layout.max_stats,
+             layout.n_slots);
+    return 0;
+}
+
 int supervisor_run(struct config *cfg, const struct sup_options *opt)
 {
     static struct sup sup; /* one per process: signal and child watchers point into it */
@@ -469,6 +532,10 @@ int supervisor_run(struct config *cfg, const struct sup_options *opt)
         fcntl(s->config_fd, F_ADD_SEALS,
               F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
         log_error("cannot hand the configuration to children: %s", strerror(errno));
+        cleanup_runtime_dir(s);
+        return 1;
+    }
+    if (open_stats(s) != 0) {
         cleanup_runtime_dir(s);
         return 1;
     }
@@ -530,5 +597,8 @@ int supervisor_run(struct config *cfg, const struct sup_options *opt)
 
     ipc_close(&s->ctl);
     cleanup_runtime_dir(s);
+    atomic_store_explicit(&s->stats.hdr->owner_alive, 0, memory_order_relaxed);
+    stats_detach(&s->stats);
+    stats_unlink(s->stats_name);
     return s->exit_code;
 }

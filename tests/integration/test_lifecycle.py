@@ -133,6 +133,41 @@ class LifecycleTest(H.LegateTestCase):
 
     # -- crash and respawn
 
+    def test_statistics_segment_lifecycle(self):
+        import struct
+        lg = self.start(concurrency=2)
+        path = "/dev/shm/legate.%d.stats" % lg.base_id
+        self.assertTrue(os.path.exists(path), "no statistics segment while serving")
+        with open(path, "rb") as f:
+            head = f.read(40)
+        magic, version, hsize, base_id, epoch, _created, pid, n_slots = struct.unpack(
+            "<QIIIIqiI", head)
+        self.assertEqual(magic, 0x3154415453474c00)
+        self.assertEqual((base_id, pid, n_slots), (lg.base_id, lg.pid, 2 * (3 + 2)))
+        self.assertEqual(oct(os.stat(path).st_mode & 0o777), "0o600")
+        # A second instance with the same base id is refused while the first lives.
+        port = H.free_port()
+        cfg = H.simple_config(port, [H.vhost("v", ["*"], [H.route_direct(200, "x\n", prefix="/")])],
+                              [])
+        twin = H.Legate(cfg, port, concurrency=1, base_id=lg.base_id)
+        self.addCleanup(twin.close)
+        with self.assertRaises(AssertionError) as refused:
+            twin.start(timeout=5)
+        self.assertIn("base id %d is in use" % lg.base_id, str(refused.exception))
+        # Killed outright, the instance leaves its segment behind: a new one
+        # with that base id replaces it as stale instead of refusing.
+        lg.kill()
+        self.assertTrue(os.path.exists(path))
+        again = H.Legate(cfg, port, concurrency=1, base_id=lg.base_id)
+        self.addCleanup(again.close)
+        again.start()
+        self.assertIn("replacing the stale statistics segment", again.log_text())
+        self.assertEqual(H.get(port, "/").body, b"x\n")
+        # A clean stop removes it.
+        rc, left = again.stop(signal.SIGTERM, timeout=STOP_BOUND_S)
+        self.assertEqual((rc, left), (0, []))
+        self.assertFalse(os.path.exists(path), "segment left behind after a clean stop")
+
     def test_crash_loop_is_rate_limited(self):
         lg = self.start(concurrency=2)
         other = lg.worker_pid(1)
