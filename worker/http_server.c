@@ -123,6 +123,8 @@ static void conn_close(struct conn *c)
         return;
     struct worker *w = c->w;
     c->dead = true; /* first: stream_end must not try to flush or continue */
+    stats_cell_add(c->l->stats.cx_active, (uint64_t)-1);
+    stats_cell_add(c->l->stats.listener_cx_active, (uint64_t)-1);
     if (c->st.active)
         stream_end(c);
     ev_io_stop(w->loop, &c->rio);
@@ -339,6 +341,11 @@ static void stream_end(struct conn *c)
         st->cluster->n_active_rq--;
         st->counted = false;
     }
+    struct hcm_stats *hs = &c->l->stats;
+    stats_cell_add(hs->rq_active, (uint64_t)-1);
+    if (st->status >= 100 && st->status < 600)
+        stats_cell_add(hs->rq_xx[st->status / 100 - 1], 1);
+    stats_hist_add(hs->rq_time, (proc_now_ns() - st->start_ns) / 1000000u);
     write_access_log(c);
     st->active = false;
     st->req = NULL;
@@ -396,6 +403,8 @@ static void up_on_head(void *owner, const struct h1_head *resp)
     c->last_activity = ev_now(c->w->loop);
     st->service_time_ms = (long)((proc_now_ns() - st->upstream_start_ns) / 1000000u);
     st->status = resp->status;
+    if (resp->status >= 100 && resp->status < 600)
+        stats_cell_add(st->cluster->stats.rq_xx[resp->status / 100 - 1], 1);
     st->response_started = true;
     bool no_body = st->is_head || resp->status == 204 || resp->status == 304 ||
                    (resp->status >= 100 && resp->status < 200);
@@ -473,6 +482,7 @@ static void up_on_complete(void *owner)
     if (st->framing == FRAME_CHUNKED)
         buf_append(&c->out, "0\r\n\r\n", 5);
     ev_timer_stop(c->w->loop, &st->route_timer);
+    stats_hist_add(st->cluster->stats.rq_time, (proc_now_ns() - st->upstream_start_ns) / 1000000u);
     /* A connection whose request was not fully sent cannot carry another. */
     stream_drop_upstream(c, st->request_complete);
     stream_response_done(c);
@@ -547,6 +557,7 @@ static void on_route_timeout(struct ev_loop *loop, ev_timer *t, int revents)
     struct conn *c = t->data;
     struct stream *st = &c->st;
     conn_enter(c);
+    stats_cell_add(st->cluster->stats.rq_timeout, 1);
     stream_drop_upstream(c, false);
     if (st->response_started)
         conn_abort(c, "UT");
@@ -663,6 +674,7 @@ static void forward_to_cluster(struct conn *c)
     }
     cl->n_active_rq++;
     st->counted = true;
+    stats_cell_add(cl->stats.rq_total, 1);
     st->upstream_start_ns = proc_now_ns();
     upstream_expect_head_response(st->up, st->is_head);
     write_upstream_head(c, upstream_out(st->up), path, (size_t)plen);
@@ -703,6 +715,8 @@ static void stream_begin(struct conn *c, const struct h1_head *head)
     st->service_time_ms = -1;
     st->is_head = head != NULL && head->method_id == HTTP_HEAD;
     st->req_body = head != NULL ? head->body : H1_BODY_NONE;
+    stats_cell_add(c->l->stats.rq_total, 1);
+    stats_cell_add(c->l->stats.rq_active, 1);
 }
 
 static int req_on_head(void *ctx, const struct h1_head *head)
@@ -730,10 +744,12 @@ static int req_on_head(void *ctx, const struct h1_head *head)
     const struct cfg_vhost *vh = router_match_vhost(&hcm->routes, host, host_len);
     st->route = vh ? router_match_route(vh, head->path, head->path_len) : NULL;
     if (st->route == NULL) {
+        stats_cell_add(c->l->stats.no_route, 1);
         send_local_text(c, 404, NULL, "NR");
         return 0;
     }
     if (st->route->action == ROUTE_ACTION_DIRECT) {
+        stats_cell_add(c->l->stats.rq_direct_response, 1);
         send_local_reply(c, st->route->direct_status, st->route->direct_body,
                          st->route->direct_body_len, "text/plain", NULL);
         return 0;
@@ -1074,6 +1090,10 @@ void http_server_accept(struct worker *w, struct listener_rt *l, int fd,
     w->n_conns++;
     ev_io_start(w->loop, &c->rio);
     conn_start_idle(c);
+    stats_cell_add(l->stats.cx_total, 1);
+    stats_cell_add(l->stats.cx_active, 1);
+    stats_cell_add(l->stats.listener_cx_total, 1);
+    stats_cell_add(l->stats.listener_cx_active, 1);
 }
 
 void http_server_drain(struct worker *w, bool close_idle)

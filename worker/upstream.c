@@ -50,6 +50,7 @@ static struct upstream *from_link(struct pool_link *l)
 
 static void upstream_destroy(struct upstream *u)
 {
+    stats_cell_add(u->host->stats->cx_active, (uint64_t)-1);
     ev_io_stop(u->w->loop, &u->rio);
     ev_io_stop(u->w->loop, &u->wio);
     ev_timer_stop(u->w->loop, &u->timer);
@@ -64,6 +65,8 @@ static void upstream_destroy(struct upstream *u)
 /* Close an active (or connecting) connection and tell the owner, if any. */
 static void upstream_fail(struct upstream *u, enum upstream_failure why)
 {
+    if (why == UPSTREAM_CONNECT_FAILED || why == UPSTREAM_CONNECT_TIMEOUT)
+        stats_cell_add(u->host->stats->cx_connect_fail, 1);
     const struct upstream_callbacks *cb = u->cb;
     void *owner = u->owner;
     bool before_head = !u->head_seen;
@@ -299,6 +302,8 @@ static struct upstream *upstream_connect(struct worker *w, struct host *h)
     ev_timer_init(&u->timer, on_timer, 0., 0.);
     u->rio.data = u->wio.data = u->timer.data = u;
     pool_add_active(&h->pool);
+    stats_cell_add(h->stats->cx_total, 1);
+    stats_cell_add(h->stats->cx_active, 1);
     const struct cfg_addr *a = &h->ep->addr;
     u->fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int rc = -1;

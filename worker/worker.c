@@ -3,6 +3,7 @@
 #include "worker/worker.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -243,6 +244,8 @@ static int receive_sockets(struct worker *w, int *fds, size_t max, size_t *n, bo
     }
 }
 
+static void register_hcm_stats(struct worker *w, struct listener_rt *l);
+
 static int setup_listener(struct worker *w, struct listener_rt *l, int fd,
                           const struct cfg_listener *cfg)
 {
@@ -261,6 +264,7 @@ static int setup_listener(struct worker *w, struct listener_rt *l, int fd,
     ev_io_init(&l->io, on_accept, l->epfd, EV_READ);
     l->io.data = l;
     if (cfg != NULL) {
+        register_hcm_stats(w, l);
         l->n_sinks = cfg->hcm.n_access_logs;
         l->sinks = calloc(l->n_sinks ? l->n_sinks : 1, sizeof(*l->sinks));
         for (size_t i = 0; i < l->n_sinks; i++) {
@@ -278,6 +282,67 @@ static int setup_listener(struct worker *w, struct listener_rt *l, int fd,
     return 0;
 }
 
+static _Atomic uint64_t *stat_cell(struct worker *w, enum stat_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Register (or find) a counter or gauge and resolve this worker's cell. */
+static _Atomic uint64_t *stat_cell(struct worker *w, enum stat_kind kind, const char *fmt, ...)
+{
+    char name[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof(name), fmt, ap);
+    va_end(ap);
+    int id = stats_register(w->ctx->stats, name, kind);
+    if (id < 0)
+        log_warn("statistics segment full: %s is not counted", name);
+    return stats_cell(w->ctx->stats, id);
+}
+
+static struct stats_hist_cells *stat_hist(struct worker *w, const char *prefix, const char *name)
+{
+    char full[512];
+    snprintf(full, sizeof(full), "%s.%s", prefix, name);
+    return stats_hist_handle(w->ctx->stats, stats_register(w->ctx->stats, full, STAT_HISTOGRAM));
+}
+
+static void register_cluster_stats(struct worker *w, struct cluster_rt *cl)
+{
+    struct cluster_stats *st = &cl->stats;
+    const char *n = cl->cfg->name;
+    st->cx_total = stat_cell(w, STAT_COUNTER, "cluster.%s.upstream_cx_total", n);
+    st->cx_active = stat_cell(w, STAT_GAUGE, "cluster.%s.upstream_cx_active", n);
+    st->cx_connect_fail = stat_cell(w, STAT_COUNTER, "cluster.%s.upstream_cx_connect_fail", n);
+    st->rq_total = stat_cell(w, STAT_COUNTER, "cluster.%s.upstream_rq_total", n);
+    st->rq_timeout = stat_cell(w, STAT_COUNTER, "cluster.%s.upstream_rq_timeout", n);
+    for (int k = 0; k < 5; k++)
+        st->rq_xx[k] = stat_cell(w, STAT_COUNTER, "cluster.%s.upstream_rq_%dxx", n, k + 1);
+    char prefix[300];
+    snprintf(prefix, sizeof(prefix), "cluster.%s", n);
+    st->rq_time = stat_hist(w, prefix, "upstream_rq_time");
+}
+
+static void register_hcm_stats(struct worker *w, struct listener_rt *l)
+{
+    struct hcm_stats *st = &l->stats;
+    const char *p = l->cfg->hcm.stat_prefix;
+    st->cx_total = stat_cell(w, STAT_COUNTER, "http.%s.downstream_cx_total", p);
+    st->cx_active = stat_cell(w, STAT_GAUGE, "http.%s.downstream_cx_active", p);
+    st->listener_cx_total = stat_cell(w, STAT_COUNTER, "listener.%s_%u.downstream_cx_total",
+                                      l->cfg->addr.address, l->cfg->addr.port);
+    st->listener_cx_active = stat_cell(w, STAT_GAUGE, "listener.%s_%u.downstream_cx_active",
+                                       l->cfg->addr.address, l->cfg->addr.port);
+    st->rq_total = stat_cell(w, STAT_COUNTER, "http.%s.downstream_rq_total", p);
+    st->rq_active = stat_cell(w, STAT_GAUGE, "http.%s.downstream_rq_active", p);
+    for (int k = 0; k < 5; k++)
+        st->rq_xx[k] = stat_cell(w, STAT_COUNTER, "http.%s.downstream_rq_%dxx", p, k + 1);
+    st->no_route = stat_cell(w, STAT_COUNTER, "http.%s.no_route", p);
+    st->rq_direct_response = stat_cell(w, STAT_COUNTER, "http.%s.rq_direct_response", p);
+    char prefix[300];
+    snprintf(prefix, sizeof(prefix), "http.%s", p);
+    st->rq_time = stat_hist(w, prefix, "downstream_rq_time");
+}
+
 static void setup_clusters(struct worker *w)
 {
     const struct config *cfg = w->cfg;
@@ -291,10 +356,12 @@ static void setup_clusters(struct worker *w)
         /* Start each worker at a different host so that N workers with one
          * request each do not all pick the first host. */
         cl->rr_next = (size_t)w->ctx->index;
+        register_cluster_stats(w, cl);
         for (size_t j = 0; j < cl->n_hosts; j++) {
             struct host *h = &cl->hosts[j];
             h->ep = &cl->cfg->endpoints[j];
             h->cluster = cl->cfg;
+            h->stats = &cl->stats;
             pool_init(&h->pool, WORKER_POOL_MAX_IDLE);
             if (h->ep->addr.ss.ss_family == AF_INET6)
                 snprintf(h->name, sizeof(h->name), "[%s]:%u", h->ep->addr.address,

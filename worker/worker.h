@@ -13,6 +13,7 @@
 #include "common/role.h"
 #include "worker/access_log.h"
 #include "worker/pool.h"
+#include "shm/stats.h"
 
 #define WORKER_READ_SIZE (32 * 1024)       /* one read(2) from a socket */
 #define WORKER_HIGH_WATERMARK (256 * 1024) /* stop reading the other side above this */
@@ -21,10 +22,28 @@
 
 struct worker;
 
+/* Stat cells (Envoy's names), resolved once at worker start so that the
+ * request path only adds to its own cells. A NULL cell (admin listener, or a
+ * full segment) is ignored by stats_cell_add. */
+struct cluster_stats {
+    _Atomic uint64_t *cx_total, *cx_active, *cx_connect_fail;
+    _Atomic uint64_t *rq_total, *rq_timeout, *rq_xx[5];
+    struct stats_hist_cells *rq_time; /* ms, request sent to response complete */
+};
+
+struct hcm_stats {
+    _Atomic uint64_t *cx_total, *cx_active;                   /* http.<prefix>. */
+    _Atomic uint64_t *listener_cx_total, *listener_cx_active; /* listener.<addr>_<port>. */
+    _Atomic uint64_t *rq_total, *rq_active, *rq_xx[5];
+    _Atomic uint64_t *no_route, *rq_direct_response;
+    struct stats_hist_cells *rq_time; /* ms, first byte to stream end */
+};
+
 /* One upstream endpoint as seen by this worker. */
 struct host {
     const struct cfg_endpoint *ep;
     const struct cfg_cluster *cluster;
+    struct cluster_stats *stats; /* its cluster's */
     struct pool pool;
     char name[64]; /* "ip:port" for logs and %UPSTREAM_HOST% */
 };
@@ -35,6 +54,7 @@ struct cluster_rt {
     size_t n_hosts;
     size_t rr_next;     /* round-robin cursor */
     size_t n_active_rq; /* requests in flight to this cluster from this worker */
+    struct cluster_stats stats;
 };
 
 struct al_sink {
@@ -51,6 +71,7 @@ struct listener_rt {
     ev_io io;
     struct al_sink *sinks;
     size_t n_sinks;
+    struct hcm_stats stats;
 };
 
 struct conn; /* a downstream connection (http_server.c) */

@@ -1194,3 +1194,39 @@ class LegateTestCase(unittest.TestCase):
 
 def main():
     unittest.main(verbosity=2)
+
+
+# --------------------------------------------------------------------------
+# statistics, read straight from legate's shared-memory segment (shm/stats.h)
+
+def read_stats(base_id):
+    """{name: value} from /dev/shm/legate.<base_id>.stats: counters and gauges
+    summed over every slot, histograms as their count; entries of one name
+    (two processes registering it at once) merged."""
+    import struct
+    with open("/dev/shm/legate.%d.stats" % base_id, "rb") as f:
+        data = f.read()
+    (magic, _version, _hsize, _base, _epoch, _created, _pid, n_slots, max_stats, max_hists,
+     _arena_size, table_off, arena_off, cells_off, hists_off, _total,
+     n_reserved) = struct.unpack_from("<QIIIIqiIIIQQQQQQI", data, 0)
+    assert magic == 0x3154415453474c00, "not a legate stats segment"
+    row_stride = struct.unpack_from("<I", data, 116)[0]
+    hist_size = 8 * (2 + 305)
+    out = {}
+    for i in range(min(n_reserved, max_stats)):
+        ready, kind, name_off, name_len, index, _ = struct.unpack_from("<IIIIII", data,
+                                                                     table_off + 24 * i)
+        if ready != 1:
+            continue
+        name = data[arena_off + name_off:arena_off + name_off + name_len].decode()
+        if kind in (1, 2):
+            v = sum(struct.unpack_from("<Q", data, cells_off + 8 * (s * row_stride + index))[0]
+                    for s in range(n_slots))
+            v &= (1 << 64) - 1
+            if kind == 2 and v >= 1 << 63:
+                v -= 1 << 64
+        else:
+            v = sum(struct.unpack_from("<Q", data, hists_off + hist_size * (s * max_hists + index))[0]
+                    for s in range(n_slots))
+        out[name] = out.get(name, 0) + v
+    return out
