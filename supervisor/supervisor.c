@@ -239,7 +239,6 @@ static void on_child_exit(struct ev_loop *loop, ev_child *w, int revents)
     ev_child_stop(loop, w);
     char how[64];
     describe_status(w->rstatus, how, sizeof(how));
-    bool was_ready = c->ready;
     c->pid = 0;
     c->ready = false;
     /* Whatever the dead process held open (its connections, say) is gone. */
@@ -259,7 +258,6 @@ static void on_child_exit(struct ev_loop *loop, ev_child *w, int revents)
                 kill(s->children[i].pid, SIGTERM);
         break;
     case SUP_RUNNING:
-        (void)was_ready;
         schedule_respawn(s, c, how);
         break;
     }

@@ -489,14 +489,13 @@ static void up_on_complete(void *owner)
     conn_leave(c);
 }
 
-static void up_on_failure(void *owner, enum upstream_failure why, bool before_head)
+static void up_on_failure(void *owner, enum upstream_failure why)
 {
     struct conn *c = owner;
     struct stream *st = &c->st;
     conn_enter(c);
     st->up = NULL; /* already gone */
     stream_drop_upstream(c, false);
-    (void)before_head;
     if (st->response_started) {
         /* Mid-response: close without a terminating chunk or the missing bytes,
          * so the client can tell the body is incomplete. */

@@ -32,7 +32,6 @@ struct upstream {
     const struct upstream_callbacks *cb;
     void *owner;
     enum upstream_failure failed_why;
-    bool head_seen;      /* the final (non-1xx) response head was delivered */
     bool interim;        /* the response being parsed is a 1xx: not for the owner */
     bool complete;       /* the final response is complete */
     bool keep_alive;     /* the response allows reuse */
@@ -69,12 +68,11 @@ static void upstream_fail(struct upstream *u, enum upstream_failure why)
         stats_cell_add(u->host->stats->cx_connect_fail, 1);
     const struct upstream_callbacks *cb = u->cb;
     void *owner = u->owner;
-    bool before_head = !u->head_seen;
     pool_drop_active(&u->host->pool);
     u->owner = NULL;
     upstream_destroy(u);
     if (owner != NULL)
-        cb->on_failure(owner, why, before_head);
+        cb->on_failure(owner, why);
 }
 
 static void upstream_close_idle(struct upstream *u)
@@ -99,7 +97,6 @@ static int on_head(void *ctx, const struct h1_head *head)
         return 0;
     }
     u->interim = false;
-    u->head_seen = true;
     u->keep_alive = head->keep_alive && head->body != H1_BODY_EOF;
     u->cb->on_head(u->owner, head);
     return u->owner == NULL ? -1 : 0;
@@ -350,7 +347,7 @@ struct upstream *upstream_open(struct worker *w, struct host *h,
     }
     u->cb = cb;
     u->owner = owner;
-    u->head_seen = u->interim = u->complete = u->keep_alive = false;
+    u->interim = u->complete = u->keep_alive = false;
     u->paused = u->over_watermark = u->release_pending = false;
     return u;
 }
@@ -381,7 +378,8 @@ void upstream_pause(struct upstream *u, bool paused)
         ev_io_start(u->w->loop, &u->rio);
 }
 
-bool upstream_reusable(const struct upstream *u)
+/* True if the response ended in a way that allows another request. */
+static bool upstream_reusable(const struct upstream *u)
 {
     return u->complete && u->keep_alive && buf_len(&u->in) == 0 && buf_len(&u->out) == 0;
 }

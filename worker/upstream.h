@@ -23,7 +23,7 @@ struct upstream_callbacks {
     void (*on_body)(void *owner, const char *data, size_t len);
     void (*on_complete)(void *owner);
     /* After this the connection is gone; the owner must drop its pointer. */
-    void (*on_failure)(void *owner, enum upstream_failure why, bool before_head);
+    void (*on_failure)(void *owner, enum upstream_failure why);
     /* The request bytes queued for the upstream fell below the low watermark. */
     void (*on_drained)(void *owner);
 };
@@ -46,7 +46,5 @@ void upstream_pause(struct upstream *u, bool paused);
 /* The owner is done: reuse it if `reusable` and the exchange was complete,
  * close it otherwise. Either way the owner drops its pointer. */
 void upstream_release(struct upstream *u, bool reusable);
-/* True if the response ended in a way that allows another request. */
-bool upstream_reusable(const struct upstream *u);
 
 #endif

@@ -282,28 +282,39 @@ static int setup_listener(struct worker *w, struct listener_rt *l, int fd,
     return 0;
 }
 
-static _Atomic uint64_t *stat_cell(struct worker *w, enum stat_kind kind, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Register (or find) a counter or gauge and resolve this worker's cell. */
-static _Atomic uint64_t *stat_cell(struct worker *w, enum stat_kind kind, const char *fmt, ...)
+/* Register (or find) a stat named by a printf format; -1 if the segment is full. */
+static int stat_id(struct worker *w, enum stat_kind kind, const char *fmt, va_list ap)
 {
     char name[512];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(name, sizeof(name), fmt, ap);
-    va_end(ap);
     int id = stats_register(w->ctx->stats, name, kind);
     if (id < 0)
         log_warn("statistics segment full: %s is not counted", name);
+    return id;
+}
+
+/* This worker's cell of a counter or gauge. */
+static _Atomic uint64_t *stat_cell(struct worker *w, enum stat_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static _Atomic uint64_t *stat_cell(struct worker *w, enum stat_kind kind, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int id = stat_id(w, kind, fmt, ap);
+    va_end(ap);
     return stats_cell(w->ctx->stats, id);
 }
 
-static struct stats_hist_cells *stat_hist(struct worker *w, const char *prefix, const char *name)
+/* This worker's block of a histogram. */
+static struct stats_hist_cells *stat_hist(struct worker *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static struct stats_hist_cells *stat_hist(struct worker *w, const char *fmt, ...)
 {
-    char full[512];
-    snprintf(full, sizeof(full), "%s.%s", prefix, name);
-    return stats_hist_handle(w->ctx->stats, stats_register(w->ctx->stats, full, STAT_HISTOGRAM));
+    va_list ap;
+    va_start(ap, fmt);
+    int id = stat_id(w, STAT_HISTOGRAM, fmt, ap);
+    va_end(ap);
+    return stats_hist_handle(w->ctx->stats, id);
 }
 
 static void register_cluster_stats(struct worker *w, struct cluster_rt *cl)
@@ -317,9 +328,7 @@ static void register_cluster_stats(struct worker *w, struct cluster_rt *cl)
     st->rq_timeout = stat_cell(w, STAT_COUNTER, "cluster.%s.upstream_rq_timeout", n);
     for (int k = 0; k < 5; k++)
         st->rq_xx[k] = stat_cell(w, STAT_COUNTER, "cluster.%s.upstream_rq_%dxx", n, k + 1);
-    char prefix[300];
-    snprintf(prefix, sizeof(prefix), "cluster.%s", n);
-    st->rq_time = stat_hist(w, prefix, "upstream_rq_time");
+    st->rq_time = stat_hist(w, "cluster.%s.upstream_rq_time", n);
 }
 
 static void register_hcm_stats(struct worker *w, struct listener_rt *l)
@@ -338,9 +347,7 @@ static void register_hcm_stats(struct worker *w, struct listener_rt *l)
         st->rq_xx[k] = stat_cell(w, STAT_COUNTER, "http.%s.downstream_rq_%dxx", p, k + 1);
     st->no_route = stat_cell(w, STAT_COUNTER, "http.%s.no_route", p);
     st->rq_direct_response = stat_cell(w, STAT_COUNTER, "http.%s.rq_direct_response", p);
-    char prefix[300];
-    snprintf(prefix, sizeof(prefix), "http.%s", p);
-    st->rq_time = stat_hist(w, prefix, "downstream_rq_time");
+    st->rq_time = stat_hist(w, "http.%s.downstream_rq_time", p);
 }
 
 static void setup_clusters(struct worker *w)
