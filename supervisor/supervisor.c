@@ -374,7 +374,9 @@ static void build_child_argv(struct sup *s, struct child *c, struct child_argv *
     arg_add(a, "--stats-slot=%zu", child_slot(s, c));
     if (s->opt.reuseport)
         arg_add(a, "--accept-strategy=reuseport");
-    for (size_t i = 0; i < s->cfg->n_listeners; i++)
+    /* Only workers write access logs. Another child holding them would keep a
+     * rotated (even deleted) log file open for as long as it lives. */
+    for (size_t i = 0; i < s->cfg->n_listeners && c->def->role == ROLE_WORKER; i++)
         for (size_t j = 0; j < s->cfg->listeners[i].hcm.n_access_logs && n < 16; j++)
             fds[n++] = s->cfg->listeners[i].hcm.access_logs[j].fd;
     if (n > 0) {
