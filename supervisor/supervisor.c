@@ -266,6 +266,8 @@ static void on_child_exit(struct ev_loop *loop, ev_child *w, int revents)
     }
 }
 
+static void reopen_access_logs(struct sup *s, const char *who);
+
 static void on_control(struct ipc_chan *ch, const char *peer, size_t peer_len,
                        const struct ipc_msg *msg)
 {
@@ -302,6 +304,20 @@ static void on_control(struct ipc_chan *ch, const char *peer, size_t peer_len,
             }
         }
         break;
+    case IPC_SHUTDOWN:
+    case IPC_REOPEN_LOGS: {
+        /* The admin endpoints' requests: log who asked, then act as on the signal. */
+        char who[96];
+        snprintf(who, sizeof(who), "asked by %s, pid %d", c->title + 8, (int)msg->hdr.pid);
+        if (msg->hdr.type == IPC_REOPEN_LOGS) {
+            reopen_access_logs(s, who);
+        } else if (s->state == SUP_STOPPING) {
+            log_info("already stopping; stop %s", who);
+        } else {
+            begin_stop(s, who, 0);
+        }
+        break;
+    }
     default:
         /* A child sending what only the supervisor sends is a protocol violation. */
         log_error("%s sent unexpected %s; killing it", c->title + 8, ipc_type_name(msg->hdr.type));

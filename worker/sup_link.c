@@ -1,6 +1,8 @@
-/* The worker's side of log rotation: the access-log descriptors the supervisor
- * reopens and sends on this worker's supervisor socket (--sup-sock). A worker
- * never opens a file by path; it switches to what it is given. */
+/* What a worker asks of the supervisor (stop, reopen the logs: the admin
+ * endpoints' requests), and the worker's side of log rotation: the access-log
+ * descriptors the supervisor reopens and sends on this worker's supervisor
+ * socket (--sup-sock). A worker never opens a file by path; it switches to
+ * what it is given. */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -8,6 +10,18 @@
 
 #include "common/log.h"
 #include "worker/worker.h"
+
+int worker_request_shutdown(struct worker *w)
+{
+    struct ipc_empty e = {0};
+    return ipc_send(&w->ctl, NULL, IPC_SHUTDOWN, &e, sizeof(e));
+}
+
+int worker_request_reopen_logs(struct worker *w)
+{
+    struct ipc_empty e = {0};
+    return ipc_send(&w->ctl, NULL, IPC_REOPEN_LOGS, &e, sizeof(e));
+}
 
 void al_sink_flush(struct al_sink *s)
 {

@@ -113,6 +113,12 @@ void http_server_drain(struct worker *w, bool close_idle);
 /* The drain deadline passed: close everything. */
 void http_server_close_all(struct worker *w);
 
+/* sup_link.c: requests to the supervisor, for the admin endpoints. Each
+ * returns 0 if the message was sent. Stop: the supervisor drains and stops
+ * every process, as on SIGTERM. Reopen: the supervisor reopens every access
+ * log and sends the descriptors back to every worker, this one included. */
+int worker_request_shutdown(struct worker *w);
+int worker_request_reopen_logs(struct worker *w);
 /* sup_link.c: access-log descriptors from the supervisor (log rotation). */
 int worker_sup_link_start(struct worker *w);
 void al_sink_flush(struct al_sink *s); /* write out what is buffered; drop it on error */
