@@ -71,7 +71,8 @@ struct sup {
     char endpoint[320];
     struct ipc_chan ctl;
     ev_signal sig_term, sig_int;
-    ev_signal sig_usr1; /* reopen the access logs */
+    ev_signal sig_usr1;             /* reopen the access logs */
+    _Atomic uint64_t *reopen_total; /* server.log_reopen_total */
     ev_timer stop_timer;
 };
 
@@ -558,6 +559,7 @@ static void reopen_access_logs(struct sup *s, const char *who)
     struct cfg_access_log *logs[IPC_MAX_FDS];
     size_t n = 0, reopened = 0, failed = 0;
     uint32_t k = 0;
+    stats_cell_add(s->reopen_total, 1);
     for (size_t i = 0; i < s->cfg->n_listeners; i++) {
         struct cfg_hcm *h = &s->cfg->listeners[i].hcm;
         for (size_t j = 0; j < h->n_access_logs; j++, k++) {
@@ -700,6 +702,8 @@ int supervisor_run(struct config *cfg, const struct sup_options *opt)
     ev_signal_init(&s->sig_usr1, on_sigusr1, SIGUSR1);
     s->sig_usr1.data = s;
     ev_signal_start(s->loop, &s->sig_usr1);
+    s->reopen_total =
+        stats_cell(&s->stats, stats_register(&s->stats, "server.log_reopen_total", STAT_COUNTER));
     ev_timer_init(&s->stop_timer, on_stop_timer, 0., 0.);
     s->stop_timer.data = s;
 
