@@ -266,7 +266,59 @@ ssize_t ipc_recv_fds(int sock, void *data, size_t cap, int *fds, size_t max_fds,
                 close(in[i]);
         }
     }
-    if (mh.msg_flags & MSG_TRUNC)
+    if (mh.msg_flags & MSG_TRUNC) {
+        errno = EMSGSIZE;
         return -1;
+    }
     return n;
+}
+
+int ipc_send_log_fds(int sock, const uint32_t *index, const int *fds, size_t n)
+{
+    if (n == 0 || n > IPC_MAX_FDS) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct ipc_log_fds m = {.magic = IPC_LOG_FDS_MAGIC, .n = (uint32_t)n};
+    memcpy(m.index, index, n * sizeof(m.index[0]));
+    return ipc_send_fds(sock, &m, offsetof(struct ipc_log_fds, index) + n * sizeof(m.index[0]), fds,
+                        n);
+}
+
+static int reject_log_fds(int *fds, size_t n_fds, const char **why, const char *reason)
+{
+    for (size_t i = 0; i < n_fds; i++)
+        close(fds[i]);
+    *why = reason;
+    errno = EPROTO;
+    return -1;
+}
+
+int ipc_recv_log_fds(int sock, uint32_t *index, int *fds, size_t *n, const char **why)
+{
+    struct ipc_log_fds m;
+    size_t n_fds = 0;
+    *n = 0;
+    *why = NULL;
+    ssize_t len = ipc_recv_fds(sock, &m, sizeof(m), fds, IPC_MAX_FDS, &n_fds);
+    if (len < 0) {
+        if (errno == EMSGSIZE)
+            return reject_log_fds(fds, n_fds, why, "message longer than any log-fds message");
+        return -1;
+    }
+    if (len == 0) { /* SOCK_SEQPACKET: the peer closed its end */
+        for (size_t i = 0; i < n_fds; i++)
+            close(fds[i]);
+        return 0;
+    }
+    const size_t head = offsetof(struct ipc_log_fds, index);
+    if ((size_t)len < head || m.magic != IPC_LOG_FDS_MAGIC)
+        return reject_log_fds(fds, n_fds, why, "bad magic");
+    if (m.n == 0 || m.n > IPC_MAX_FDS || (size_t)len != head + m.n * sizeof(m.index[0]))
+        return reject_log_fds(fds, n_fds, why, "length does not match the count");
+    if (n_fds != m.n)
+        return reject_log_fds(fds, n_fds, why, "descriptor count does not match");
+    memcpy(index, m.index, m.n * sizeof(m.index[0]));
+    *n = m.n;
+    return 1;
 }

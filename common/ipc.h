@@ -15,10 +15,12 @@
 /* The message catalogue: name, number, payload struct. Every message is a fixed
  * header followed by exactly sizeof(payload) bytes; anything else is rejected. */
 #define IPC_MESSAGES(X)                                                                            \
-    X(HELLO, 1, struct ipc_hello) /* child -> supervisor: I exist */                               \
-    X(READY, 2, struct ipc_empty) /* child -> supervisor: serving */                               \
-    X(DRAIN, 3, struct ipc_drain) /* supervisor -> child: stop accepting, finish, exit */          \
-    X(STOP, 4, struct ipc_empty)  /* supervisor -> child: exit now */
+    X(HELLO, 1, struct ipc_hello)       /* child -> supervisor: I exist */                         \
+    X(READY, 2, struct ipc_empty)       /* child -> supervisor: serving */                         \
+    X(DRAIN, 3, struct ipc_drain)       /* supervisor -> child: stop accepting, finish, exit */    \
+    X(STOP, 4, struct ipc_empty)        /* supervisor -> child: exit now */                        \
+    X(SHUTDOWN, 5, struct ipc_empty)    /* child -> supervisor: stop as on SIGTERM (drain) */      \
+    X(REOPEN_LOGS, 6, struct ipc_empty) /* child -> supervisor: reopen the access logs */
 
 struct ipc_empty {
     uint8_t unused; /* C forbids empty structs */
@@ -96,8 +98,28 @@ void ipc_close(struct ipc_chan *ch);
  * `len` bytes of data and up to IPC_MAX_FDS descriptors. */
 #define IPC_MAX_FDS 250
 int ipc_send_fds(int sock, const void *data, size_t len, const int *fds, size_t n_fds);
-/* Returns the data length received (0 on EOF), or -1. Received descriptors are
- * stored in fds (at most max_fds; extras are closed) and counted in *n_fds. */
+/* Returns the data length received (0 on EOF), or -1 (errno EMSGSIZE: the
+ * datagram was longer than cap). Received descriptors are stored in fds (at
+ * most max_fds; extras are closed) and counted in *n_fds. */
 ssize_t ipc_recv_fds(int sock, void *data, size_t cap, int *fds, size_t max_fds, size_t *n_fds);
+
+/* Reopened access logs, supervisor -> worker on the worker's supervisor socket
+ * (--sup-sock): n descriptors by SCM_RIGHTS, the i-th for the access log
+ * index[i], counting every listener's access logs in configuration order (the
+ * order of --access-log-fds). At most IPC_MAX_FDS per message: more logs take
+ * more messages. Only the used part of index[] is sent. */
+#define IPC_LOG_FDS_MAGIC 0x4c474c46u /* "LGLF" */
+struct ipc_log_fds {
+    uint32_t magic;
+    uint32_t n;
+    uint32_t index[IPC_MAX_FDS];
+};
+/* Send one message; -1 (EINVAL) if n is 0 or more than IPC_MAX_FDS. */
+int ipc_send_log_fds(int sock, const uint32_t *index, const int *fds, size_t n);
+/* Receive one message into index[] and fds[] (room for IPC_MAX_FDS each).
+ * Returns 1 with *n set; 0 at EOF; -1 with errno (EAGAIN: nothing waiting),
+ * or with errno EPROTO and *why for a malformed message, whose descriptors
+ * are closed. */
+int ipc_recv_log_fds(int sock, uint32_t *index, int *fds, size_t *n, const char **why);
 
 #endif

@@ -33,6 +33,7 @@ struct child_ctx {
     bool reuseport;          /* --accept-strategy reuseport: a socket per worker */
     struct stats *stats;     /* the statistics segment, attached with this child's slot */
     int fd_sock;             /* worker: its end of the socketpair to the listener */
+    int sup_sock;            /* worker: its end of the socketpair to the supervisor */
     const int *worker_socks; /* listener: the listener's end for each worker slot */
     size_t n_worker_socks;
 };

@@ -80,6 +80,7 @@ struct child_args {
     const char *config_name;
     const char *runtime_dir;
     int fd_sock;
+    int sup_sock;
     const char *worker_socks;
     const char *access_log_fds;
     long stats_slot;
@@ -143,6 +144,7 @@ static int child_main(const struct child_args *ca, const struct sup_options *opt
         .drain_time_ms = opt->drain_time_ms,
         .reuseport = opt->reuseport,
         .fd_sock = ca->fd_sock,
+        .sup_sock = ca->sup_sock,
     };
     int worker_socks[IPC_MAX_FDS];
     if (def->role == ROLE_LISTENER) {
@@ -185,6 +187,7 @@ int main(int argc, char **argv)
         OPT_CONFIG_NAME,
         OPT_RUNTIME_DIR,
         OPT_FD_SOCK,
+        OPT_SUP_SOCK,
         OPT_WORKER_SOCKS,
         OPT_ACCESS_LOG_FDS,
         OPT_STATS_SLOT,
@@ -204,6 +207,7 @@ int main(int argc, char **argv)
         {"config-name", required_argument, NULL, OPT_CONFIG_NAME},
         {"runtime-dir", required_argument, NULL, OPT_RUNTIME_DIR},
         {"fd-sock", required_argument, NULL, OPT_FD_SOCK},
+        {"sup-sock", required_argument, NULL, OPT_SUP_SOCK},
         {"worker-socks", required_argument, NULL, OPT_WORKER_SOCKS},
         {"access-log-fds", required_argument, NULL, OPT_ACCESS_LOG_FDS},
         {"stats-slot", required_argument, NULL, OPT_STATS_SLOT},
@@ -218,7 +222,7 @@ int main(int argc, char **argv)
         .base_id = 0,
         .drain_time_ms = 600 * 1000,
     };
-    struct child_args child = {.config_fd = -1, .fd_sock = -1, .stats_slot = -1};
+    struct child_args child = {.config_fd = -1, .fd_sock = -1, .sup_sock = -1, .stats_slot = -1};
     unsigned long v;
     int c;
     while ((c = getopt_long(argc, argv, "c:l:h", longopts, NULL)) != -1) {
@@ -280,11 +284,13 @@ int main(int argc, char **argv)
         case OPT_CHILD_INDEX:
         case OPT_CONFIG_FD:
         case OPT_FD_SOCK:
+        case OPT_SUP_SOCK:
             if (parse_uint("child option", optarg, INT_MAX, &v) != 0)
                 return 2;
             *(c == OPT_CHILD_INDEX ? &child.index
               : c == OPT_CONFIG_FD ? &child.config_fd
-                                   : &child.fd_sock) = (int)v;
+              : c == OPT_FD_SOCK   ? &child.fd_sock
+                                   : &child.sup_sock) = (int)v;
             break;
         case OPT_CONFIG_NAME:
             child.config_name = optarg;

@@ -46,6 +46,8 @@ struct child {
     uint64_t window_start_ms;
     unsigned crashes_in_window;
     uint64_t last_loop_log_ms;
+    int sup_sock; /* worker: our end of this incarnation's supervisor socket, or -1 */
+    int sup_peer; /* worker: its end, open in the supervisor only from socketpair to fork */
     struct sup *sup;
 };
 
@@ -69,6 +71,8 @@ struct sup {
     char endpoint[320];
     struct ipc_chan ctl;
     ev_signal sig_term, sig_int;
+    ev_signal sig_usr1;             /* reopen the access logs */
+    _Atomic uint64_t *reopen_total; /* server.log_reopen_total */
     ev_timer stop_timer;
 };
 
@@ -263,6 +267,8 @@ static void on_child_exit(struct ev_loop *loop, ev_child *w, int revents)
     }
 }
 
+static void reopen_access_logs(struct sup *s, const char *who);
+
 static void on_control(struct ipc_chan *ch, const char *peer, size_t peer_len,
                        const struct ipc_msg *msg)
 {
@@ -299,6 +305,20 @@ static void on_control(struct ipc_chan *ch, const char *peer, size_t peer_len,
             }
         }
         break;
+    case IPC_SHUTDOWN:
+    case IPC_REOPEN_LOGS: {
+        /* The admin endpoints' requests: log who asked, then act as on the signal. */
+        char who[96];
+        snprintf(who, sizeof(who), "asked by %s, pid %d", c->title + 8, (int)msg->hdr.pid);
+        if (msg->hdr.type == IPC_REOPEN_LOGS) {
+            reopen_access_logs(s, who);
+        } else if (s->state == SUP_STOPPING) {
+            log_info("already stopping; stop %s", who);
+        } else {
+            begin_stop(s, who, 0);
+        }
+        break;
+    }
     default:
         /* A child sending what only the supervisor sends is a protocol violation. */
         log_error("%s sent unexpected %s; killing it", c->title + 8, ipc_type_name(msg->hdr.type));
@@ -374,7 +394,9 @@ static void build_child_argv(struct sup *s, struct child *c, struct child_argv *
     arg_add(a, "--stats-slot=%zu", child_slot(s, c));
     if (s->opt.reuseport)
         arg_add(a, "--accept-strategy=reuseport");
-    for (size_t i = 0; i < s->cfg->n_listeners; i++)
+    /* Only workers write access logs. Another child holding them would keep a
+     * rotated (even deleted) log file open for as long as it lives. */
+    for (size_t i = 0; i < s->cfg->n_listeners && c->def->role == ROLE_WORKER; i++)
         for (size_t j = 0; j < s->cfg->listeners[i].hcm.n_access_logs && n < 16; j++)
             fds[n++] = s->cfg->listeners[i].hcm.access_logs[j].fd;
     if (n > 0) {
@@ -384,6 +406,8 @@ static void build_child_argv(struct sup *s, struct child *c, struct child_argv *
     if (c->def->role == ROLE_WORKER) {
         arg_add(a, "--fd-sock=%d", s->worker_ends[c->index]);
         keep[(*n_keep)++] = s->worker_ends[c->index];
+        arg_add(a, "--sup-sock=%d", c->sup_peer);
+        keep[(*n_keep)++] = c->sup_peer;
     } else if (c->def->role == ROLE_LISTENER) {
         fd_list(list, sizeof(list), s->listener_ends, s->opt.concurrency, keep, n_keep);
         arg_add(a, "--worker-socks=%s", list);
@@ -401,20 +425,50 @@ static void child_exec(char *const argv[], const int *keep, size_t n_keep)
     _exit(127);
 }
 
+/* A worker's supervisor socket (reopened access logs go down it): a fresh pair
+ * for every incarnation, so that nothing sent to a predecessor can reach it. */
+static int open_sup_sock(struct child *c)
+{
+    if (c->sup_sock >= 0)
+        close(c->sup_sock);
+    c->sup_sock = c->sup_peer = -1;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+        return -1;
+    /* A worker that does not read must not block the supervisor. */
+    if (fcntl(sv[0], F_SETFL, O_NONBLOCK) != 0) {
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    c->sup_sock = sv[0];
+    c->sup_peer = sv[1];
+    return 0;
+}
+
 static void spawn(struct sup *s, struct child *c)
 {
     struct child_argv argv = {0};
     int keep[IPC_MAX_FDS + 32];
     size_t n_keep = 0;
+    if (c->def->role == ROLE_WORKER && open_sup_sock(c) != 0) {
+        log_error("socketpair for %s: %s", c->title + 8, strerror(errno));
+        schedule_respawn(s, c, "could not be given its supervisor socket");
+        return;
+    }
     build_child_argv(s, c, &argv, keep, &n_keep);
     pid_t pid = fork();
+    if (pid == 0)
+        child_exec(argv.argv, keep, n_keep);
+    if (c->sup_peer >= 0) { /* the worker's end is the worker's alone */
+        close(c->sup_peer);
+        c->sup_peer = -1;
+    }
     if (pid < 0) {
         log_error("fork for %s: %s", c->title + 8, strerror(errno));
         schedule_respawn(s, c, "could not be forked");
         return;
     }
-    if (pid == 0)
-        child_exec(argv.argv, keep, n_keep);
     c->pid = pid;
     c->ready = false;
     c->stop_sent = false;
@@ -441,18 +495,27 @@ static int make_runtime_dir(struct sup *s)
     return 0;
 }
 
+static bool is_std_stream(const char *path)
+{
+    return strcmp(path, "/dev/stdout") == 0 || strcmp(path, "/dev/stderr") == 0;
+}
+
+static int open_access_log(const char *path)
+{
+    if (strcmp(path, "/dev/stdout") == 0)
+        return fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+    if (strcmp(path, "/dev/stderr") == 0)
+        return fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+}
+
 static int open_access_logs(struct config *cfg)
 {
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         struct cfg_hcm *h = &cfg->listeners[i].hcm;
         for (size_t j = 0; j < h->n_access_logs; j++) {
             struct cfg_access_log *al = &h->access_logs[j];
-            if (strcmp(al->path, "/dev/stdout") == 0)
-                al->fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
-            else if (strcmp(al->path, "/dev/stderr") == 0)
-                al->fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
-            else
-                al->fd = open(al->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+            al->fd = open_access_log(al->path);
             if (al->fd < 0) {
                 log_error("access log %s: %s", al->path, strerror(errno));
                 return -1;
@@ -460,6 +523,79 @@ static int open_access_logs(struct config *cfg)
         }
     }
     return 0;
+}
+
+/* Give the reopened logs to every running worker, then keep them for the
+ * workers to come (their --access-log-fds) and let the old ones go. */
+static void hand_over_logs(struct sup *s, const uint32_t *index, const int *fds,
+                           struct cfg_access_log **logs, size_t n)
+{
+    for (size_t i = 0; i < s->n_children; i++) {
+        struct child *c = &s->children[i];
+        /* A worker not yet serving reads the message when it starts; a dead
+         * one's successor gets the new descriptors on its command line. */
+        if (c->def->role != ROLE_WORKER || c->pid <= 0 || c->sup_sock < 0)
+            continue;
+        if (ipc_send_log_fds(c->sup_sock, index, fds, n) != 0)
+            log_error("%s (pid %d) was not sent the reopened access logs: %s; it writes to the "
+                      "old files until the next reopen or its restart",
+                      c->title + 8, (int)c->pid, strerror(errno));
+    }
+    for (size_t i = 0; i < n; i++) {
+        close(logs[i]->fd);
+        logs[i]->fd = fds[i];
+    }
+}
+
+/* Log rotation: reopen every access log by path (a log that was renamed is
+ * created afresh) and send the new descriptors to the workers, which flush
+ * what they buffered to the old file first. A log that cannot be reopened
+ * keeps its old descriptor: its lines keep going to the old file, none is
+ * lost. /dev/stdout and /dev/stderr are ours, not files to reopen. */
+static void reopen_access_logs(struct sup *s, const char *who)
+{
+    uint32_t index[IPC_MAX_FDS];
+    int fds[IPC_MAX_FDS];
+    struct cfg_access_log *logs[IPC_MAX_FDS];
+    size_t n = 0, reopened = 0, failed = 0;
+    uint32_t k = 0;
+    stats_cell_add(s->reopen_total, 1);
+    for (size_t i = 0; i < s->cfg->n_listeners; i++) {
+        struct cfg_hcm *h = &s->cfg->listeners[i].hcm;
+        for (size_t j = 0; j < h->n_access_logs; j++, k++) {
+            struct cfg_access_log *al = &h->access_logs[j];
+            if (is_std_stream(al->path))
+                continue;
+            int fd = open_access_log(al->path);
+            if (fd < 0) {
+                log_error("cannot reopen access log %s: %s; its lines still go to the file "
+                          "open before",
+                          al->path, strerror(errno));
+                failed++;
+                continue;
+            }
+            index[n] = k;
+            fds[n] = fd;
+            logs[n++] = al;
+            if (n == IPC_MAX_FDS) { /* one message carries this many at most */
+                hand_over_logs(s, index, fds, logs, n);
+                reopened += n;
+                n = 0;
+            }
+        }
+    }
+    if (n > 0)
+        hand_over_logs(s, index, fds, logs, n);
+    reopened += n;
+    log_info("reopened %zu access logs (%s)%s", reopened, who,
+             failed ? "; some could not be, see above" : "");
+}
+
+static void on_sigusr1(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    reopen_access_logs(w->data, "SIGUSR1");
 }
 
 /* The statistics segment, sized from the configuration with headroom: every
@@ -563,6 +699,11 @@ int supervisor_run(struct config *cfg, const struct sup_options *opt)
     s->sig_term.data = s->sig_int.data = s;
     ev_signal_start(s->loop, &s->sig_term);
     ev_signal_start(s->loop, &s->sig_int);
+    ev_signal_init(&s->sig_usr1, on_sigusr1, SIGUSR1);
+    s->sig_usr1.data = s;
+    ev_signal_start(s->loop, &s->sig_usr1);
+    s->reopen_total =
+        stats_cell(&s->stats, stats_register(&s->stats, "server.log_reopen_total", STAT_COUNTER));
     ev_timer_init(&s->stop_timer, on_stop_timer, 0., 0.);
     s->stop_timer.data = s;
 
@@ -586,6 +727,7 @@ int supervisor_run(struct config *cfg, const struct sup_options *opt)
             c->exit_watcher.data = c;
             ev_timer_init(&c->respawn_timer, on_respawn_timer, 0., 0.);
             c->respawn_timer.data = c;
+            c->sup_sock = c->sup_peer = -1;
         }
     }
     for (size_t i = 0; i < s->n_children; i++)

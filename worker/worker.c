@@ -54,21 +54,8 @@ size_t worker_cluster_connections(const struct cluster_rt *cl)
 static void flush_access_logs(struct worker *w)
 {
     for (size_t i = 0; i < w->n_listeners; i++)
-        for (size_t j = 0; j < w->listeners[i].n_sinks; j++) {
-            struct al_sink *s = &w->listeners[i].sinks[j];
-            /* O_APPEND, and our lines end on a line boundary: no interleaving
-             * with other workers within a write. */
-            while (buf_len(&s->out) > 0) {
-                ssize_t n = write(s->fd, buf_head(&s->out), buf_len(&s->out));
-                if (n < 0 && errno == EINTR)
-                    continue;
-                if (n <= 0) {
-                    buf_consume(&s->out, buf_len(&s->out)); /* drop rather than grow forever */
-                    break;
-                }
-                buf_consume(&s->out, (size_t)n);
-            }
-        }
+        for (size_t j = 0; j < w->listeners[i].n_sinks; j++)
+            al_sink_flush(&w->listeners[i].sinks[j]);
 }
 
 static void on_flush_timer(struct ev_loop *loop, ev_timer *t, int revents)
@@ -415,6 +402,8 @@ int worker_run(const struct child_ctx *ctx)
     ev_signal_init(&w.sig_term, on_sigterm, SIGTERM);
     w.sig_term.data = &w;
     ev_signal_start(w.loop, &w.sig_term);
+    if (worker_sup_link_start(&w) != 0)
+        return 1;
 
     child_ready(&w.ctl);
     ev_run(w.loop, 0);

@@ -93,6 +93,7 @@ struct worker {
     ev_timer accept_retry; /* accepting paused after EMFILE and the like */
     ev_tstamp accept_error_logged;
     ev_signal sig_term;
+    ev_io sup_io;  /* the supervisor socket: reopened access-log descriptors */
     char date[40]; /* current IMF-fixdate for Date headers */
     time_t date_sec;
 };
@@ -111,6 +112,19 @@ void http_server_accept(struct worker *w, struct listener_rt *l, int fd,
 void http_server_drain(struct worker *w, bool close_idle);
 /* The drain deadline passed: close everything. */
 void http_server_close_all(struct worker *w);
+
+/* sup_link.c: requests to the supervisor, for the admin endpoints. Each
+ * returns 0 if the message was sent. Stop: the supervisor drains and stops
+ * every process, as on SIGTERM. Reopen: the supervisor reopens every access
+ * log and sends the descriptors back to every worker, this one included. */
+int worker_request_shutdown(struct worker *w);
+int worker_request_reopen_logs(struct worker *w);
+/* sup_link.c: access-log descriptors from the supervisor (log rotation). */
+int worker_sup_link_start(struct worker *w);
+void al_sink_flush(struct al_sink *s); /* write out what is buffered; drop it on error */
+/* Flush each named sink (index: every listener's access logs in configuration
+ * order) to its old descriptor, close that, and write to fds[i] from now on. */
+void worker_switch_log_fds(struct worker *w, const uint32_t *index, const int *fds, size_t n);
 
 /* admin.c: answer an admin request; fills status and body. */
 void admin_handle(struct worker *w, const char *method, const char *path, int *status,
