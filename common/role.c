@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "common/proc.h"
+#include "shm/proc_stats.h"
 
 struct ev_loop *child_start(const struct child_ctx *ctx, const char *title, struct ipc_chan *ch,
                             ipc_handler on_msg, void *data)
@@ -35,6 +36,9 @@ struct ev_loop *child_start(const struct child_ctx *ctx, const char *title, stru
     struct ev_loop *loop = ev_default_loop(EVBACKEND_EPOLL | EVFLAG_NOENV);
     if (loop == NULL)
         log_fatal("cannot create the event loop");
+    static struct proc_stats proc_stats;
+    if (ctx->stats != NULL)
+        proc_stats_start(&proc_stats, loop, ctx->stats, false);
 
     char identity[32];
     if (ctx->role == ROLE_WORKER)

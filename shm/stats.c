@@ -1,6 +1,7 @@
 #include "shm/stats.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,7 +17,7 @@
 #define MAX_ARENA (1ull << 32)
 
 struct offsets {
-    uint64_t table, arena, cells, hists, total;
+    uint64_t table, arena, cells, hists, slots, baseline, total;
     uint64_t row_stride; /* cells per slot row: max_stats rounded up to a cache line */
 };
 
@@ -37,8 +38,10 @@ static int compute_offsets(uint32_t n_slots, uint32_t max_stats, uint32_t max_hi
     o->arena = align_up(o->table + (uint64_t)max_stats * sizeof(struct stats_entry), 64);
     o->cells = align_up(o->arena + arena_size, 64);
     o->hists = align_up(o->cells + (uint64_t)n_slots * o->row_stride * 8, 64);
-    o->total = align_up(
-        o->hists + (uint64_t)n_slots * max_histograms * sizeof(struct stats_hist_cells), 4096);
+    o->slots = align_up(
+        o->hists + (uint64_t)n_slots * max_histograms * sizeof(struct stats_hist_cells), 64);
+    o->baseline = align_up(o->slots + (uint64_t)n_slots * sizeof(struct stats_slot_info), 64);
+    o->total = align_up(o->baseline + (uint64_t)max_stats * 8, 4096);
     return 0;
 }
 
@@ -102,6 +105,8 @@ int stats_create(struct stats *s, const char *shm_name, const struct stats_layou
     h->hists_off = o.hists;
     h->total_size = o.total;
     h->row_stride = (uint32_t)o.row_stride;
+    h->slots_off = o.slots;
+    h->baseline_off = o.baseline;
     atomic_store_explicit(&h->owner_alive, 1, memory_order_relaxed);
     /* The magic last: a reader that sees it sees a complete header. */
     atomic_thread_fence(memory_order_release);
@@ -140,7 +145,8 @@ int stats_validate(const void *base, size_t size, const char **why)
     /* Offsets must be exactly what the sizes imply: nothing overlaps, nothing
      * points outside. */
     if (h->table_off != o.table || h->arena_off != o.arena || h->cells_off != o.cells ||
-        h->hists_off != o.hists || h->total_size != o.total || h->row_stride != o.row_stride) {
+        h->hists_off != o.hists || h->total_size != o.total || h->row_stride != o.row_stride ||
+        h->slots_off != o.slots || h->baseline_off != o.baseline) {
         *why = "offsets in the header do not match its sizes";
         return -1;
     }
@@ -233,7 +239,7 @@ uint32_t stats_count(const struct stats *s)
  * another process could change the shared entry between two reads, so the
  * copy is all a reader may use. */
 struct entry_copy {
-    uint32_t kind, index, name_off, name_len;
+    uint32_t kind, index, name_off, name_len, flags;
 };
 
 static bool entry_read(const struct stats *s, const struct stats_entry *e, struct entry_copy *c)
@@ -244,6 +250,7 @@ static bool entry_read(const struct stats *s, const struct stats_entry *e, struc
     c->index = *(const volatile uint32_t *)&e->index;
     c->name_off = *(const volatile uint32_t *)&e->name_off;
     c->name_len = *(const volatile uint32_t *)&e->name_len;
+    c->flags = *(const volatile uint32_t *)&e->flags;
     uint64_t limit = c->kind == STAT_HISTOGRAM ? s->hdr->max_histograms : s->hdr->max_stats;
     return c->kind >= STAT_COUNTER && c->kind <= STAT_HISTOGRAM && c->index < limit &&
            (uint64_t)c->name_off + c->name_len <= s->hdr->arena_size;
@@ -310,6 +317,11 @@ static bool reserve32(_Atomic uint32_t *used, uint32_t limit, uint32_t *at)
 
 int stats_register(struct stats *s, const char *name, enum stat_kind kind)
 {
+    return stats_register_flags(s, name, kind, 0);
+}
+
+int stats_register_flags(struct stats *s, const char *name, enum stat_kind kind, uint32_t flags)
+{
     size_t len = strlen(name);
     int existing = stats_find(s, name, len);
     if (existing >= 0)
@@ -342,6 +354,7 @@ int stats_register(struct stats *s, const char *name, enum stat_kind kind)
     e->name_off = (uint32_t)off;
     e->name_len = (uint32_t)len;
     e->index = index;
+    e->flags = flags;
     atomic_store_explicit(&e->ready, 1, memory_order_release);
     return (int)id;
 }
@@ -430,7 +443,7 @@ uint64_t stats_slot_value(const struct stats *s, int id, uint32_t slot)
     return atomic_load_explicit(cell(s, slot, c.index), memory_order_relaxed);
 }
 
-uint64_t stats_counter_value(const struct stats *s, int id)
+static uint64_t slot_sum(const struct stats *s, int id)
 {
     uint64_t sum = 0;
     for (uint32_t slot = 0; slot < s->hdr->n_slots; slot++)
@@ -438,9 +451,108 @@ uint64_t stats_counter_value(const struct stats *s, int id)
     return sum;
 }
 
+static _Atomic uint64_t *baseline(const struct stats *s, uint32_t index)
+{
+    return (_Atomic uint64_t *)((char *)s->base + s->hdr->baseline_off) + index;
+}
+
+uint64_t stats_counter_value(const struct stats *s, int id)
+{
+    struct entry_copy c;
+    if (!entry_read_id(s, id, &c) || c.kind != STAT_COUNTER)
+        return 0;
+    uint64_t sum = slot_sum(s, id);
+    uint64_t base = atomic_load_explicit(baseline(s, c.index), memory_order_relaxed);
+    return sum >= base ? sum - base : 0; /* a hostile baseline cannot wrap it */
+}
+
 int64_t stats_gauge_value(const struct stats *s, int id)
 {
-    return (int64_t)stats_counter_value(s, id); /* two's complement sums as signed */
+    return (int64_t)slot_sum(s, id); /* two's complement sums as signed */
+}
+
+void stats_reset_counters(struct stats *s)
+{
+    if (s->read_only)
+        return;
+    uint32_t n = stats_count(s);
+    for (uint32_t id = 0; id < n; id++) {
+        struct entry_copy c;
+        if (entry_read(s, &table(s)[id], &c) && c.kind == STAT_COUNTER)
+            atomic_store_explicit(baseline(s, c.index), slot_sum(s, (int)id), memory_order_relaxed);
+    }
+}
+
+bool stats_entry_info(const struct stats *s, uint32_t id, enum stat_kind *kind, uint32_t *flags)
+{
+    struct entry_copy c;
+    if (!entry_read_id(s, (int)id, &c))
+        return false;
+    *kind = (enum stat_kind)c.kind;
+    *flags = c.flags;
+    return true;
+}
+
+/* A pid that exists and has not exited (a zombie has, but still answers kill). */
+static bool pid_running(pid_t pid)
+{
+    if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM))
+        return false;
+    char path[64], text[256];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return true; /* no /proc to ask: trust kill */
+    ssize_t n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    if (n <= 0)
+        return true;
+    text[n] = '\0';
+    const char *paren = strrchr(text, ')'); /* the command name may hold anything */
+    return paren == NULL || paren[1] != ' ' || (paren[2] != 'Z' && paren[2] != 'X');
+}
+
+bool stats_owner_alive(const struct stats *s)
+{
+    return atomic_load_explicit(&s->hdr->owner_alive, memory_order_relaxed) &&
+           pid_running(s->hdr->supervisor_pid);
+}
+
+static struct stats_slot_info *slot_info(const struct stats *s, uint32_t slot)
+{
+    return (struct stats_slot_info *)((char *)s->base + s->hdr->slots_off) + slot;
+}
+
+void stats_slot_claim(struct stats *s, uint32_t slot, pid_t pid, const char *title)
+{
+    if (s->read_only || slot >= s->hdr->n_slots)
+        return;
+    struct stats_slot_info *si = slot_info(s, slot);
+    si->pid = (int32_t)pid;
+    si->started_unix = (int64_t)time(NULL);
+    snprintf(si->title, sizeof(si->title), "%s", title);
+    atomic_store_explicit(&si->state, STATS_SLOT_ALIVE, memory_order_release);
+}
+
+void stats_slot_exited(struct stats *s, uint32_t slot)
+{
+    if (s->read_only || slot >= s->hdr->n_slots)
+        return;
+    atomic_store_explicit(&slot_info(s, slot)->state, STATS_SLOT_EXITED, memory_order_release);
+}
+
+bool stats_slot_info(const struct stats *s, uint32_t slot, struct stats_slot_info *out)
+{
+    if (slot >= s->hdr->n_slots)
+        return false;
+    const struct stats_slot_info *si = slot_info(s, slot);
+    uint32_t state = atomic_load_explicit(&si->state, memory_order_acquire);
+    atomic_init(&out->state, state);
+    out->pid = *(const volatile int32_t *)&si->pid;
+    out->started_unix = *(const volatile int64_t *)&si->started_unix;
+    memcpy(out->title, (const void *)si->title, sizeof(out->title));
+    out->title[sizeof(out->title) - 1] = '\0';
+    return true;
 }
 
 void stats_hist_read(const struct stats *s, int id, struct stats_hist_snapshot *out)
@@ -456,6 +568,14 @@ void stats_hist_read(const struct stats *s, int id, struct stats_hist_snapshot *
         for (uint32_t b = 0; b < STATS_HIST_BUCKETS; b++)
             out->buckets[b] += atomic_load_explicit(&h->buckets[b], memory_order_relaxed);
     }
+}
+
+uint64_t stats_hist_slot_count(const struct stats *s, int id, uint32_t slot)
+{
+    struct entry_copy c;
+    if (!entry_read_id(s, id, &c) || c.kind != STAT_HISTOGRAM || slot >= s->hdr->n_slots)
+        return 0;
+    return atomic_load_explicit(&hist_cells(s, slot, c.index)->count, memory_order_relaxed);
 }
 
 uint64_t stats_hist_quantile(const struct stats_hist_snapshot *h, double q)

@@ -24,7 +24,7 @@
 #include <sys/types.h>
 
 #define STATS_MAGIC 0x3154415453474c00ull /* "\0LGSTAT1" */
-#define STATS_LAYOUT_VERSION 1u           /* bump on any change below */
+#define STATS_LAYOUT_VERSION 2u           /* bump on any change below */
 
 /* Histogram buckets: values 0..15 exactly, then 8 linear sub-buckets per power
  * of two up to 2^40 (a value is exact to within 12.5%); larger values land in
@@ -72,7 +72,28 @@ struct stats_header {
     _Atomic uint64_t arena_used; /* name bytes handed out */
     _Atomic int32_t owner_alive; /* cleared by a supervisor that exits cleanly */
     uint32_t row_stride;         /* cells per slot row: max_stats rounded up to 8 */
+    uint64_t slots_off;          /* n_slots x struct stats_slot_info */
+    uint64_t baseline_off;       /* max_stats x 8 bytes: counter values at the last reset */
 };
+
+/* Who writes a slot, kept by the supervisor so that readers (shmstat
+ * --per-process) can name the processes behind the numbers. */
+enum stats_slot_state {
+    STATS_SLOT_UNUSED = 0,
+    STATS_SLOT_ALIVE = 1,
+    STATS_SLOT_EXITED = 2,
+};
+
+struct stats_slot_info {
+    _Atomic uint32_t state; /* enum stats_slot_state; written last (release) */
+    int32_t pid;
+    int64_t started_unix;
+    char title[48]; /* "worker 0"; readers copy it and terminate it themselves */
+};
+
+/* Entry flags. A host stat (per upstream host: `cluster.<c>.host.<addr>.<stat>`)
+ * is listed by /clusters, not by /stats or Prometheus, as in Envoy. */
+#define STAT_FLAG_HOST 1u
 
 struct stats_entry {
     _Atomic uint32_t ready; /* 0 until the entry is complete (release/acquire) */
@@ -80,7 +101,7 @@ struct stats_entry {
     uint32_t name_off;      /* into the arena */
     uint32_t name_len;
     uint32_t index; /* counters/gauges: cell column; histograms: histogram block */
-    uint32_t reserved0;
+    uint32_t flags; /* STAT_FLAG_* */
 };
 
 struct stats_hist_cells {
@@ -121,6 +142,7 @@ int stats_set_slot(struct stats *s, uint32_t slot);
 /* Find or add a stat; returns its id (>= 0), or -1 if the table, the arena or
  * the histogram blocks are full, or the name is registered with another kind. */
 int stats_register(struct stats *s, const char *name, enum stat_kind kind);
+int stats_register_flags(struct stats *s, const char *name, enum stat_kind kind, uint32_t flags);
 /* Find a published stat by name; -1 if absent. */
 int stats_find(const struct stats *s, const char *name, size_t len);
 
@@ -165,7 +187,8 @@ static inline void stats_hist_add(struct stats_hist_cells *h, uint64_t value)
     stats_cell_add(&h->count, 1); /* last: a reader never sees more count than buckets */
 }
 
-/* Readers: sums over every slot. */
+/* Readers: sums over every slot. A counter's value is counted from the last
+ * stats_reset_counters (Envoy's /reset_counters); stats_slot_value is raw. */
 uint64_t stats_counter_value(const struct stats *s, int id);
 int64_t stats_gauge_value(const struct stats *s, int id);
 uint64_t stats_slot_value(const struct stats *s, int id, uint32_t slot);
@@ -176,6 +199,8 @@ struct stats_hist_snapshot {
     uint64_t buckets[STATS_HIST_BUCKETS];
 };
 void stats_hist_read(const struct stats *s, int id, struct stats_hist_snapshot *out);
+/* One slot's sample count of a histogram (shmstat --per-process). */
+uint64_t stats_hist_slot_count(const struct stats *s, int id, uint32_t slot);
 /* The q-quantile (0..1) of a snapshot: the upper bound of the bucket it falls
  * in (exact to a bucket). 0 for an empty histogram. */
 uint64_t stats_hist_quantile(const struct stats_hist_snapshot *h, double q);
@@ -185,5 +210,23 @@ uint64_t stats_hist_bucket_upper(uint32_t bucket);
 /* The supervisor, when the process in `slot` has died: its gauges no longer
  * hold (its connections are gone). Counters and histograms are kept. */
 void stats_slot_reset_gauges(struct stats *s, uint32_t slot);
+
+/* Every counter reads 0 from now on (its cells keep counting: only the
+ * baseline moves, so no writer is disturbed). Writable views only. */
+void stats_reset_counters(struct stats *s);
+
+/* An entry's kind and flags, copied and checked; false for an unpublished or
+ * invalid id. */
+bool stats_entry_info(const struct stats *s, uint32_t id, enum stat_kind *kind, uint32_t *flags);
+
+/* Whether the supervisor that made the segment still runs: it has not marked
+ * it abandoned, and its pid is a live process (not a zombie). */
+bool stats_owner_alive(const struct stats *s);
+
+/* The supervisor's record of who writes a slot. */
+void stats_slot_claim(struct stats *s, uint32_t slot, pid_t pid, const char *title);
+void stats_slot_exited(struct stats *s, uint32_t slot);
+/* A copy of a slot's record (title NUL-terminated); false if out of range. */
+bool stats_slot_info(const struct stats *s, uint32_t slot, struct stats_slot_info *out);
 
 #endif

@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/role.h"
+#include "shm/proc_stats.h"
 #include "shm/stats.h"
 
 #define RESPAWN_MIN_MS 50u
@@ -65,6 +66,7 @@ struct sup {
     int *worker_ends;   /* per worker slot: the worker's end (kept for respawns) */
     int config_fd;      /* sealed memfd with the validated config text, for children */
     struct stats stats; /* the statistics segment, slot 0 */
+    struct proc_stats proc_stats;
     char stats_name[64];
     char runtime_dir[256];
     char control_path[300];
@@ -247,6 +249,7 @@ static void on_child_exit(struct ev_loop *loop, ev_child *w, int revents)
     c->ready = false;
     /* Whatever the dead process held open (its connections, say) is gone. */
     stats_slot_reset_gauges(&s->stats, (uint32_t)child_slot(s, c));
+    stats_slot_exited(&s->stats, (uint32_t)child_slot(s, c));
     switch (s->state) {
     case SUP_STOPPING:
         log_info("%s %s", c->title + 8, how);
@@ -473,6 +476,7 @@ static void spawn(struct sup *s, struct child *c)
     c->ready = false;
     c->stop_sent = false;
     c->started_ms = proc_now_ms();
+    stats_slot_claim(&s->stats, (uint32_t)child_slot(s, c), pid, c->title + 8);
     ev_child_set(&c->exit_watcher, pid, 0);
     ev_child_start(s->loop, &c->exit_watcher);
     log_debug("started %s as pid %d", c->title + 8, (int)pid);
@@ -607,21 +611,23 @@ static int open_stats(struct sup *s)
 {
     const struct config *cfg = s->cfg;
     uint32_t objects = (uint32_t)(cfg->n_listeners + cfg->n_clusters);
+    uint32_t hosts = 0; /* each has a handful of per-host stats */
+    for (size_t i = 0; i < cfg->n_clusters; i++)
+        hosts += (uint32_t)cfg->clusters[i].n_endpoints;
     struct stats_layout layout = {
-        .max_stats = 1024 + 1024 * objects,
+        .max_stats = 1024 + 1024 * objects + 16 * hosts,
         .max_histograms = 64 + 16 * objects,
         /* supervisor, listener, upstream manager, workers; twice, for the two
          * generations that overlap during a hot restart */
         .n_slots = 2 * (3 + s->opt.concurrency),
-        .arena_size = 64 * 1024 + 64 * 1024 * (uint64_t)objects,
+        .arena_size = 64 * 1024 + 64 * 1024 * (uint64_t)objects + 2048 * (uint64_t)hosts,
     };
     stats_shm_name(s->opt.base_id, s->stats_name, sizeof(s->stats_name));
     struct stats old;
     const char *why = NULL;
     if (stats_attach(&old, s->stats_name, true, &why) == 0) {
         pid_t owner = old.hdr->supervisor_pid;
-        bool alive = owner > 0 && owner != getpid() && kill(owner, 0) == 0 &&
-                     atomic_load_explicit(&old.hdr->owner_alive, memory_order_relaxed);
+        bool alive = owner != getpid() && stats_owner_alive(&old);
         stats_detach(&old);
         if (alive) {
             log_error("base id %u is in use by the legate with pid %d (segment %s); choose "
@@ -636,6 +642,7 @@ static int open_stats(struct sup *s)
         return -1;
     }
     stats_set_slot(&s->stats, 0);
+    stats_slot_claim(&s->stats, 0, getpid(), "supervisor");
     stats_gauge_set(&s->stats, stats_register(&s->stats, "server.live", STAT_GAUGE), 1);
     stats_gauge_set(&s->stats, stats_register(&s->stats, "server.concurrency", STAT_GAUGE),
                     s->opt.concurrency);
@@ -694,6 +701,7 @@ int supervisor_run(struct config *cfg, const struct sup_options *opt)
         cleanup_runtime_dir(s);
         return 1;
     }
+    proc_stats_start(&s->proc_stats, s->loop, &s->stats, true);
     ev_signal_init(&s->sig_term, on_signal, SIGTERM);
     ev_signal_init(&s->sig_int, on_signal, SIGINT);
     s->sig_term.data = s->sig_int.data = s;
@@ -735,6 +743,7 @@ int supervisor_run(struct config *cfg, const struct sup_options *opt)
 
     ev_run(s->loop, 0);
 
+    proc_stats_stop(&s->proc_stats, s->loop);
     ipc_close(&s->ctl);
     cleanup_runtime_dir(s);
     atomic_store_explicit(&s->stats.hdr->owner_alive, 0, memory_order_relaxed);

@@ -1201,7 +1201,8 @@ def main():
 
 def read_stats(base_id):
     """{name: value} from /dev/shm/legate.<base_id>.stats: counters and gauges
-    summed over every slot, histograms as their count; entries of one name
+    summed over every slot (counters from their last reset), histograms as
+    their count; entries of one name
     (two processes registering it at once) merged."""
     import struct
     with open("/dev/shm/legate.%d.stats" % base_id, "rb") as f:
@@ -1210,7 +1211,7 @@ def read_stats(base_id):
      _arena_size, table_off, arena_off, cells_off, hists_off, _total,
      n_reserved) = struct.unpack_from("<QIIIIqiIIIQQQQQQI", data, 0)
     assert magic == 0x3154415453474c00, "not a legate stats segment"
-    row_stride = struct.unpack_from("<I", data, 116)[0]
+    row_stride, _slots_off, baseline_off = struct.unpack_from("<IQQ", data, 116)
     hist_size = 8 * (2 + 305)
     out = {}
     for i in range(min(n_reserved, max_stats)):
@@ -1223,6 +1224,8 @@ def read_stats(base_id):
             v = sum(struct.unpack_from("<Q", data, cells_off + 8 * (s * row_stride + index))[0]
                     for s in range(n_slots))
             v &= (1 << 64) - 1
+            if kind == 1:  # counted from the last /reset_counters
+                v = max(0, v - struct.unpack_from("<Q", data, baseline_off + 8 * index)[0])
             if kind == 2 and v >= 1 << 63:
                 v -= 1 << 64
         else:
