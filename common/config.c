@@ -1372,6 +1372,9 @@ static const struct schema hcm_schema = {
             {.name = "stream_idle_timeout",
              .parse = set_duration,
              .offset = offsetof(struct cfg_hcm, stream_idle_timeout_ms)},
+            {.name = "request_timeout",
+             .parse = set_duration,
+             .offset = offsetof(struct cfg_hcm, request_timeout_ms)},
             {.name = "common_http_protocol_options", .nested = &common_http_options_schema},
             {.name = "route_config",
              .parse = parse_route_config,
@@ -1383,7 +1386,7 @@ static const struct schema hcm_schema = {
         },
     .unimplemented = "rds scoped_routes tracing http_protocol_options http2_protocol_options "
                      "http3_protocol_options server_name server_header_transformation "
-                     "scheme_header_transformation max_request_headers_kb request_timeout "
+                     "scheme_header_transformation max_request_headers_kb "
                      "drain_timeout delayed_close_timeout access_log_options use_remote_address "
                      "xff_num_trusted_hops original_ip_detection_extensions "
                      "early_header_mutation_extensions internal_address_config skip_xff_append via "

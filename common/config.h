@@ -85,6 +85,7 @@ struct cfg_hcm {
     size_t n_access_logs;
     uint64_t request_headers_timeout_ms; /* request_headers_timeout; 0 = none (Envoy default) */
     uint64_t stream_idle_timeout_ms;     /* stream_idle_timeout; default 300000 */
+    uint64_t request_timeout_ms;         /* request_timeout: whole request received; 0: none */
     uint64_t idle_timeout_ms; /* common_http_protocol_options.idle_timeout; default 3600000 */
 };
 

@@ -41,7 +41,8 @@ struct stream {
     long service_time_ms; /* -1 until the upstream answered */
     const struct cfg_route *route;
     struct cluster_rt *cluster;
-    bool counted; /* counted in cluster->n_active_rq (circuit breaker) */
+    struct host *host; /* the upstream host chosen, once counted */
+    bool counted;      /* counted in cluster->n_active_rq (circuit breaker) and rq_active */
     struct upstream *up;
     const char *upstream_host;
     bool request_complete;
@@ -66,11 +67,13 @@ struct conn {
     struct listener_rt *l;
     int fd;
     ev_io rio, wio;
-    ev_timer idle_timer;   /* no stream: hcm idle_timeout */
-    ev_timer header_timer; /* first byte of a request head to its end: request_headers_timeout */
-    ev_timer stream_timer; /* no progress on a stream (stream_idle_timeout), or on the last
-                              bytes of a closing connection whose client stopped reading */
-    ev_timer resume_timer; /* zero delay: parse a pipelined request after the loop turns */
+    ev_timer idle_timer;    /* no stream: hcm idle_timeout */
+    ev_timer header_timer;  /* first byte of a request head to its end: request_headers_timeout */
+    ev_timer stream_timer;  /* no progress on a stream (stream_idle_timeout), or on the last
+                               bytes of a closing connection whose client stopped reading */
+    ev_timer resume_timer;  /* zero delay: parse a pipelined request after the loop turns */
+    ev_timer request_timer; /* stream start to the whole request received: request_timeout */
+    uint64_t accepted_ns;
     ev_tstamp last_activity;
     struct buf in, out;
     struct h1_parser *parser;
@@ -81,8 +84,9 @@ struct conn {
     bool closing;      /* writing the last bytes, then close */
     bool lingering;    /* output done and shut down: discarding input until EOF */
     size_t linger_bytes;
-    bool dead; /* closed; freed when the outermost handler returns */
-    int busy;  /* nesting depth of handlers running on this connection */
+    bool peer_gone; /* the client closed or reset: a remote destroy */
+    bool dead;      /* closed; freed when the outermost handler returns */
+    int busy;       /* nesting depth of handlers running on this connection */
     bool processing;
     bool process_again;
     struct stream st;
@@ -123,8 +127,15 @@ static void conn_close(struct conn *c)
         return;
     struct worker *w = c->w;
     c->dead = true; /* first: stream_end must not try to flush or continue */
-    stats_cell_add(c->l->stats.cx_active, (uint64_t)-1);
-    stats_cell_add(c->l->stats.listener_cx_active, (uint64_t)-1);
+    struct hcm_stats *hs = &c->l->stats;
+    stats_cell_add(hs->cx_active, (uint64_t)-1);
+    stats_cell_add(hs->cx_http1_active, (uint64_t)-1);
+    stats_cell_add(hs->listener_cx_active, (uint64_t)-1);
+    stats_cell_add(hs->server_connections, (uint64_t)-1);
+    stats_cell_add(hs->cx_destroy, 1);
+    stats_cell_add(hs->listener_cx_destroy, 1);
+    stats_cell_add(c->peer_gone ? hs->cx_destroy_remote : hs->cx_destroy_local, 1);
+    stats_hist_add(hs->cx_length, (proc_now_ns() - c->accepted_ns) / 1000000u);
     if (c->st.active)
         stream_end(c);
     ev_io_stop(w->loop, &c->rio);
@@ -133,6 +144,7 @@ static void conn_close(struct conn *c)
     ev_timer_stop(w->loop, &c->header_timer);
     ev_timer_stop(w->loop, &c->stream_timer);
     ev_timer_stop(w->loop, &c->resume_timer);
+    ev_timer_stop(w->loop, &c->request_timer);
     close(c->fd);
     c->fd = -1;
     if (c->prev)
@@ -160,10 +172,13 @@ static void conn_update_read(struct conn *c)
 {
     if (c->dead || c->lingering)
         return;
+    /* A complete request waiting for its response: read on only while little
+     * is buffered. Reading notices a client that gives up (its FIN aborts the
+     * upstream request, as nginx and Envoy do), and the bound keeps a client
+     * pipelining without end from growing our buffer. */
+    bool waiting = h1_parser_is_stopped(c->parser) && c->st.active;
     bool want =
-        !c->closing && !c->backpressure && !(h1_parser_is_stopped(c->parser) && c->st.active);
-    /* A complete request waiting for its response: read no further, so a client
-     * pipelining without end cannot grow our buffer. */
+        !c->closing && !c->backpressure && !(waiting && buf_len(&c->in) >= WORKER_READ_SIZE);
     if (want && !ev_is_active(&c->rio))
         ev_io_start(c->w->loop, &c->rio);
     else if (!want && ev_is_active(&c->rio))
@@ -336,10 +351,15 @@ static void stream_end(struct conn *c)
         return;
     ev_timer_stop(c->w->loop, &st->route_timer);
     ev_timer_stop(c->w->loop, &c->stream_timer);
+    ev_timer_stop(c->w->loop, &c->request_timer);
     stream_drop_upstream(c, false);
     if (st->counted) {
         st->cluster->n_active_rq--;
         st->counted = false;
+        stats_cell_add(st->cluster->stats.rq_active, (uint64_t)-1);
+        struct host_stats *h = &st->host->hstats;
+        stats_cell_add(h->rq_active, (uint64_t)-1);
+        stats_cell_add(st->status >= 100 && st->status < 500 ? h->rq_success : h->rq_error, 1);
     }
     struct hcm_stats *hs = &c->l->stats;
     stats_cell_add(hs->rq_active, (uint64_t)-1);
@@ -403,8 +423,12 @@ static void up_on_head(void *owner, const struct h1_head *resp)
     c->last_activity = ev_now(c->w->loop);
     st->service_time_ms = (long)((proc_now_ns() - st->upstream_start_ns) / 1000000u);
     st->status = resp->status;
-    if (resp->status >= 100 && resp->status < 600)
+    if (resp->status >= 100 && resp->status < 600) {
         stats_cell_add(st->cluster->stats.rq_xx[resp->status / 100 - 1], 1);
+        stats_cell_add(
+            worker_rq_code_cell(c->w, &st->cluster->stats, st->cluster->cfg->name, resp->status),
+            1);
+    }
     st->response_started = true;
     bool no_body = st->is_head || resp->status == 204 || resp->status == 304 ||
                    (resp->status >= 100 && resp->status < 200);
@@ -557,6 +581,8 @@ static void on_route_timeout(struct ev_loop *loop, ev_timer *t, int revents)
     struct stream *st = &c->st;
     conn_enter(c);
     stats_cell_add(st->cluster->stats.rq_timeout, 1);
+    if (st->host != NULL)
+        stats_cell_add(st->host->hstats.rq_timeout, 1);
     stream_drop_upstream(c, false);
     if (st->response_started)
         conn_abort(c, "UT");
@@ -641,6 +667,11 @@ static void forward_to_cluster(struct conn *c)
 {
     struct stream *st = &c->st;
     const struct cfg_route *r = st->route;
+    if (r->cluster_index >= c->w->n_clusters) { /* the loader resolves names: never, today */
+        stats_cell_add(c->l->stats.no_cluster, 1);
+        send_local_text(c, 503, "no cluster", "NC");
+        return;
+    }
     struct host *host = worker_pick_host(c->w, r->cluster_index);
     struct cluster_rt *cl = &c->w->clusters[r->cluster_index];
     st->cluster = cl;
@@ -673,7 +704,11 @@ static void forward_to_cluster(struct conn *c)
     }
     cl->n_active_rq++;
     st->counted = true;
+    st->host = host;
     stats_cell_add(cl->stats.rq_total, 1);
+    stats_cell_add(cl->stats.rq_active, 1);
+    stats_cell_add(host->hstats.rq_total, 1);
+    stats_cell_add(host->hstats.rq_active, 1);
     st->upstream_start_ns = proc_now_ns();
     upstream_expect_head_response(st->up, st->is_head);
     write_upstream_head(c, upstream_out(st->up), path, (size_t)plen);
@@ -730,6 +765,9 @@ static int req_on_head(void *ctx, const struct h1_head *head)
         timer_rearm(c->w->loop, &c->stream_timer, (double)idle_ms / 1000.0);
     }
     stream_begin(c, head);
+    uint64_t rq_ms = c->l->cfg ? c->l->cfg->hcm.request_timeout_ms : 0;
+    if (rq_ms > 0)
+        timer_rearm(c->w->loop, &c->request_timer, (double)rq_ms / 1000.0);
     if (c->w->draining)
         c->close_after = true;
 
@@ -888,9 +926,11 @@ static void on_conn_readable(struct ev_loop *loop, ev_io *io, int revents)
     if (n <= 0) {
         /* The client went away (or half-closed, which HTTP/1.1 proxies treat
          * the same way). An unfinished stream is a downstream reset. */
-        if (c->st.active)
+        c->peer_gone = true;
+        if (c->st.active) {
+            stats_cell_add(c->l->stats.rq_rx_reset, 1);
             conn_abort(c, "DC");
-        else
+        } else
             conn_close(c);
         conn_leave(c);
         return;
@@ -946,6 +986,9 @@ static void conn_flush(struct conn *c)
     if (buf_len(&c->out) > 0) {
         ssize_t n = buf_write_to(&c->out, c->fd);
         if (n < 0) {
+            c->peer_gone = true;
+            if (c->st.active)
+                stats_cell_add(c->l->stats.rq_rx_reset, 1);
             conn_abort(c, "DC");
             return;
         }
@@ -999,6 +1042,7 @@ static void on_header_timeout(struct ev_loop *loop, ev_timer *t, int revents)
     conn_enter(c);
     if (!c->st.active) {
         /* A head trickling in too slowly (slowloris): refuse and close. */
+        stats_cell_add(c->l->stats.rq_header_timeout, 1);
         stream_begin(c, NULL);
         c->st.request_complete = true;
         c->close_after = true;
@@ -1022,6 +1066,8 @@ static void on_stream_idle(struct ev_loop *loop, ev_timer *t, int revents)
         return;
     }
     conn_enter(c);
+    if (st->active)
+        stats_cell_add(c->l->stats.rq_idle_timeout, 1);
     if (!st->active)
         conn_close(c); /* closing, and the client stopped reading */
     else if (st->response_started) {
@@ -1031,6 +1077,28 @@ static void on_stream_idle(struct ev_loop *loop, ev_timer *t, int revents)
         stream_drop_upstream(c, false);
         c->close_after = true;
         send_local_text(c, 408, "stream timeout", "SI");
+    }
+    conn_leave(c);
+}
+
+/* request_timeout: the whole request must arrive in time, whatever the pace
+ * of its bytes (a slow body trickle that stream_idle_timeout never catches). */
+static void on_request_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct conn *c = t->data;
+    struct stream *st = &c->st;
+    if (!st->active || st->request_complete)
+        return;
+    conn_enter(c);
+    stats_cell_add(c->l->stats.rq_timeout, 1);
+    stream_drop_upstream(c, false);
+    if (st->response_started)
+        conn_abort(c, NULL);
+    else {
+        c->close_after = true;
+        send_local_text(c, 408, "request timeout", NULL);
     }
     conn_leave(c);
 }
@@ -1080,6 +1148,9 @@ void http_server_accept(struct worker *w, struct listener_rt *l, int fd,
     ev_timer_init(&c->header_timer, on_header_timeout, 0., 0.);
     ev_timer_init(&c->stream_timer, on_stream_idle, 0., 0.);
     ev_timer_init(&c->resume_timer, on_resume, 0., 0.);
+    ev_timer_init(&c->request_timer, on_request_timeout, 0., 0.);
+    c->request_timer.data = c;
+    c->accepted_ns = proc_now_ns();
     c->rio.data = c->wio.data = c->idle_timer.data = c->st.route_timer.data = c;
     c->header_timer.data = c->stream_timer.data = c->resume_timer.data = c;
     c->next = w->conns;
@@ -1091,6 +1162,9 @@ void http_server_accept(struct worker *w, struct listener_rt *l, int fd,
     conn_start_idle(c);
     stats_cell_add(l->stats.cx_total, 1);
     stats_cell_add(l->stats.cx_active, 1);
+    stats_cell_add(l->stats.cx_http1_total, 1);
+    stats_cell_add(l->stats.cx_http1_active, 1);
+    stats_cell_add(l->stats.server_connections, 1);
     stats_cell_add(l->stats.listener_cx_total, 1);
     stats_cell_add(l->stats.listener_cx_active, 1);
 }

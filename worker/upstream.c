@@ -11,6 +11,7 @@
 
 #include "common/evtimer.h"
 #include "common/log.h"
+#include "common/proc.h"
 
 enum upstream_state {
     UP_CONNECTING, /* connect() in progress; the owner may already queue the request */
@@ -40,6 +41,8 @@ struct upstream {
     bool dispatching;    /* inside a callback into the owner */
     bool release_pending;
     bool release_reusable;
+    bool peer_closed;    /* the upstream closed or reset it: a remote destroy */
+    uint64_t connect_ns; /* when connect() was called */
 };
 
 static struct upstream *from_link(struct pool_link *l)
@@ -50,6 +53,12 @@ static struct upstream *from_link(struct pool_link *l)
 static void upstream_destroy(struct upstream *u)
 {
     stats_cell_add(u->host->stats->cx_active, (uint64_t)-1);
+    stats_cell_add(u->host->hstats.cx_active, (uint64_t)-1);
+    /* A connection that never connected is a connect failure, not a destroy. */
+    if (u->state != UP_CONNECTING && u->state != UP_FAILED)
+        stats_cell_add(u->peer_closed ? u->host->stats->cx_destroy_remote
+                                      : u->host->stats->cx_destroy_local,
+                       1);
     ev_io_stop(u->w->loop, &u->rio);
     ev_io_stop(u->w->loop, &u->wio);
     ev_timer_stop(u->w->loop, &u->timer);
@@ -64,8 +73,14 @@ static void upstream_destroy(struct upstream *u)
 /* Close an active (or connecting) connection and tell the owner, if any. */
 static void upstream_fail(struct upstream *u, enum upstream_failure why)
 {
-    if (why == UPSTREAM_CONNECT_FAILED || why == UPSTREAM_CONNECT_TIMEOUT)
+    if (why == UPSTREAM_CONNECT_FAILED || why == UPSTREAM_CONNECT_TIMEOUT) {
         stats_cell_add(u->host->stats->cx_connect_fail, 1);
+        stats_cell_add(u->host->hstats.cx_connect_fail, 1);
+    }
+    if (why == UPSTREAM_CONNECT_TIMEOUT)
+        stats_cell_add(u->host->stats->cx_connect_timeout, 1);
+    if (why == UPSTREAM_RESET)
+        u->peer_closed = true;
     const struct upstream_callbacks *cb = u->cb;
     void *owner = u->owner;
     pool_drop_active(&u->host->pool);
@@ -171,6 +186,7 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
     if (n < 0 && errno == EAGAIN)
         return;
     if (n <= 0) {
+        u->peer_closed = true;
         if (u->complete) {
             /* The response was already whole; the peer just closed. */
             u->keep_alive = false;
@@ -202,8 +218,11 @@ static void on_idle_event(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     (void)revents;
-    /* Anything on an idle connection (EOF, a stray byte, an error) ends it. */
-    upstream_close_idle(w->data);
+    /* Anything on an idle connection (EOF, a stray byte, an error) ends it;
+     * almost always the upstream closing it. */
+    struct upstream *u = w->data;
+    u->peer_closed = true;
+    upstream_close_idle(u);
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -252,6 +271,7 @@ static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         u->state = UP_ACTIVE;
+        stats_hist_add(u->host->stats->connect_ms, (proc_now_ns() - u->connect_ns) / 1000000u);
         ev_timer_stop(loop, &u->timer);
         if (!u->paused)
             ev_io_start(loop, &u->rio);
@@ -301,6 +321,9 @@ static struct upstream *upstream_connect(struct worker *w, struct host *h)
     pool_add_active(&h->pool);
     stats_cell_add(h->stats->cx_total, 1);
     stats_cell_add(h->stats->cx_active, 1);
+    stats_cell_add(h->hstats.cx_total, 1);
+    stats_cell_add(h->hstats.cx_active, 1);
+    u->connect_ns = proc_now_ns();
     const struct cfg_addr *a = &h->ep->addr;
     u->fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int rc = -1;

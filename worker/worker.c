@@ -270,11 +270,12 @@ static int setup_listener(struct worker *w, struct listener_rt *l, int fd,
 }
 
 /* Register (or find) a stat named by a printf format; -1 if the segment is full. */
-static int stat_id(struct worker *w, enum stat_kind kind, const char *fmt, va_list ap)
+static int stat_id(struct worker *w, enum stat_kind kind, uint32_t flags, const char *fmt,
+                   va_list ap)
 {
     char name[512];
     vsnprintf(name, sizeof(name), fmt, ap);
-    int id = stats_register(w->ctx->stats, name, kind);
+    int id = stats_register_flags(w->ctx->stats, name, kind, flags);
     if (id < 0)
         log_warn("statistics segment full: %s is not counted", name);
     return id;
@@ -287,7 +288,19 @@ static _Atomic uint64_t *stat_cell(struct worker *w, enum stat_kind kind, const 
 {
     va_list ap;
     va_start(ap, fmt);
-    int id = stat_id(w, kind, fmt, ap);
+    int id = stat_id(w, kind, 0, fmt, ap);
+    va_end(ap);
+    return stats_cell(w->ctx->stats, id);
+}
+
+/* A per-host counter or gauge: listed by /clusters, not by /stats. */
+static _Atomic uint64_t *host_cell(struct worker *w, enum stat_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static _Atomic uint64_t *host_cell(struct worker *w, enum stat_kind kind, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int id = stat_id(w, kind, STAT_FLAG_HOST, fmt, ap);
     va_end(ap);
     return stats_cell(w->ctx->stats, id);
 }
@@ -299,7 +312,7 @@ static struct stats_hist_cells *stat_hist(struct worker *w, const char *fmt, ...
 {
     va_list ap;
     va_start(ap, fmt);
-    int id = stat_id(w, STAT_HISTOGRAM, fmt, ap);
+    int id = stat_id(w, STAT_HISTOGRAM, 0, fmt, ap);
     va_end(ap);
     return stats_hist_handle(w->ctx->stats, id);
 }
@@ -311,11 +324,46 @@ static void register_cluster_stats(struct worker *w, struct cluster_rt *cl)
     st->cx_total = stat_cell(w, STAT_COUNTER, "cluster.%s.upstream_cx_total", n);
     st->cx_active = stat_cell(w, STAT_GAUGE, "cluster.%s.upstream_cx_active", n);
     st->cx_connect_fail = stat_cell(w, STAT_COUNTER, "cluster.%s.upstream_cx_connect_fail", n);
+    st->cx_connect_timeout =
+        stat_cell(w, STAT_COUNTER, "cluster.%s.upstream_cx_connect_timeout", n);
+    st->cx_destroy_local = stat_cell(w, STAT_COUNTER, "cluster.%s.upstream_cx_destroy_local", n);
+    st->cx_destroy_remote = stat_cell(w, STAT_COUNTER, "cluster.%s.upstream_cx_destroy_remote", n);
     st->rq_total = stat_cell(w, STAT_COUNTER, "cluster.%s.upstream_rq_total", n);
+    st->rq_active = stat_cell(w, STAT_GAUGE, "cluster.%s.upstream_rq_active", n);
     st->rq_timeout = stat_cell(w, STAT_COUNTER, "cluster.%s.upstream_rq_timeout", n);
     for (int k = 0; k < 5; k++)
         st->rq_xx[k] = stat_cell(w, STAT_COUNTER, "cluster.%s.upstream_rq_%dxx", n, k + 1);
     st->rq_time = stat_hist(w, "cluster.%s.upstream_rq_time", n);
+    st->connect_ms = stat_hist(w, "cluster.%s.upstream_cx_connect_ms", n);
+}
+
+_Atomic uint64_t *worker_rq_code_cell(struct worker *w, struct cluster_stats *st,
+                                      const char *cluster, int status)
+{
+    static _Atomic uint64_t nowhere; /* for a code the segment had no room for */
+    if (status < 100 || status > 599)
+        return NULL;
+    _Atomic uint64_t **slot = &st->rq_code[status - 100];
+    if (*slot == NULL) {
+        *slot = stat_cell(w, STAT_COUNTER, "cluster.%s.upstream_rq_%d", cluster, status);
+        if (*slot == NULL)
+            *slot = &nowhere; /* do not look it up again on every request */
+    }
+    return *slot;
+}
+
+static void register_host_stats(struct worker *w, struct host *h)
+{
+    struct host_stats *st = &h->hstats;
+    const char *c = h->cluster->name, *a = h->name;
+    st->cx_total = host_cell(w, STAT_COUNTER, "cluster.%s.host.%s.cx_total", c, a);
+    st->cx_active = host_cell(w, STAT_GAUGE, "cluster.%s.host.%s.cx_active", c, a);
+    st->cx_connect_fail = host_cell(w, STAT_COUNTER, "cluster.%s.host.%s.cx_connect_fail", c, a);
+    st->rq_total = host_cell(w, STAT_COUNTER, "cluster.%s.host.%s.rq_total", c, a);
+    st->rq_active = host_cell(w, STAT_GAUGE, "cluster.%s.host.%s.rq_active", c, a);
+    st->rq_success = host_cell(w, STAT_COUNTER, "cluster.%s.host.%s.rq_success", c, a);
+    st->rq_error = host_cell(w, STAT_COUNTER, "cluster.%s.host.%s.rq_error", c, a);
+    st->rq_timeout = host_cell(w, STAT_COUNTER, "cluster.%s.host.%s.rq_timeout", c, a);
 }
 
 static void register_hcm_stats(struct worker *w, struct listener_rt *l)
@@ -324,15 +372,39 @@ static void register_hcm_stats(struct worker *w, struct listener_rt *l)
     const char *p = l->cfg->hcm.stat_prefix;
     st->cx_total = stat_cell(w, STAT_COUNTER, "http.%s.downstream_cx_total", p);
     st->cx_active = stat_cell(w, STAT_GAUGE, "http.%s.downstream_cx_active", p);
-    st->listener_cx_total = stat_cell(w, STAT_COUNTER, "listener.%s_%u.downstream_cx_total",
-                                      l->cfg->addr.address, l->cfg->addr.port);
-    st->listener_cx_active = stat_cell(w, STAT_GAUGE, "listener.%s_%u.downstream_cx_active",
-                                       l->cfg->addr.address, l->cfg->addr.port);
+    st->cx_http1_total = stat_cell(w, STAT_COUNTER, "http.%s.downstream_cx_http1_total", p);
+    st->cx_http1_active = stat_cell(w, STAT_GAUGE, "http.%s.downstream_cx_http1_active", p);
+    st->cx_destroy = stat_cell(w, STAT_COUNTER, "http.%s.downstream_cx_destroy", p);
+    st->cx_destroy_local = stat_cell(w, STAT_COUNTER, "http.%s.downstream_cx_destroy_local", p);
+    st->cx_destroy_remote = stat_cell(w, STAT_COUNTER, "http.%s.downstream_cx_destroy_remote", p);
+    st->cx_length = stat_hist(w, "http.%s.downstream_cx_length_ms", p);
+    st->server_connections = stat_cell(w, STAT_GAUGE, "server.total_connections");
+    /* Envoy's listener names: 127.0.0.1_10000, and [__1]_10000 for IPv6 */
+    char lname[96];
+    const struct cfg_addr *a = &l->cfg->addr;
+    if (a->ss.ss_family == AF_INET6) {
+        char v6[64];
+        snprintf(v6, sizeof(v6), "%s", a->address);
+        for (char *q = v6; *q; q++)
+            if (*q == ':')
+                *q = '_';
+        snprintf(lname, sizeof(lname), "[%s]_%u", v6, a->port);
+    } else
+        snprintf(lname, sizeof(lname), "%s_%u", a->address, a->port);
+    st->listener_cx_total = stat_cell(w, STAT_COUNTER, "listener.%s.downstream_cx_total", lname);
+    st->listener_cx_active = stat_cell(w, STAT_GAUGE, "listener.%s.downstream_cx_active", lname);
+    st->listener_cx_destroy =
+        stat_cell(w, STAT_COUNTER, "listener.%s.downstream_cx_destroy", lname);
     st->rq_total = stat_cell(w, STAT_COUNTER, "http.%s.downstream_rq_total", p);
     st->rq_active = stat_cell(w, STAT_GAUGE, "http.%s.downstream_rq_active", p);
     for (int k = 0; k < 5; k++)
         st->rq_xx[k] = stat_cell(w, STAT_COUNTER, "http.%s.downstream_rq_%dxx", p, k + 1);
+    st->rq_timeout = stat_cell(w, STAT_COUNTER, "http.%s.downstream_rq_timeout", p);
+    st->rq_header_timeout = stat_cell(w, STAT_COUNTER, "http.%s.downstream_rq_header_timeout", p);
+    st->rq_idle_timeout = stat_cell(w, STAT_COUNTER, "http.%s.downstream_rq_idle_timeout", p);
+    st->rq_rx_reset = stat_cell(w, STAT_COUNTER, "http.%s.downstream_rq_rx_reset", p);
     st->no_route = stat_cell(w, STAT_COUNTER, "http.%s.no_route", p);
+    st->no_cluster = stat_cell(w, STAT_COUNTER, "http.%s.no_cluster", p);
     st->rq_direct_response = stat_cell(w, STAT_COUNTER, "http.%s.rq_direct_response", p);
     st->rq_time = stat_hist(w, "http.%s.downstream_rq_time", p);
 }
@@ -362,6 +434,7 @@ static void setup_clusters(struct worker *w)
                          h->ep->addr.port);
             else
                 snprintf(h->name, sizeof(h->name), "%s:%u", h->ep->addr.address, h->ep->addr.port);
+            register_host_stats(w, h);
         }
     }
 }

@@ -26,17 +26,33 @@ struct worker;
  * request path only adds to its own cells. A NULL cell (admin listener, or a
  * full segment) is ignored by stats_cell_add. */
 struct cluster_stats {
+    _Atomic uint64_t *cx_total, *cx_active, *cx_connect_fail, *cx_connect_timeout;
+    _Atomic uint64_t *cx_destroy_local, *cx_destroy_remote;
+    _Atomic uint64_t *rq_total, *rq_active, *rq_timeout, *rq_xx[5];
+    /* upstream_rq_<code>, registered when a code is first seen; a code the
+     * segment had no room for points at a cell nobody reads */
+    _Atomic uint64_t *rq_code[500];
+    struct stats_hist_cells *rq_time;    /* ms, request sent to response complete */
+    struct stats_hist_cells *connect_ms; /* ms, connect() to connected */
+};
+
+/* Per upstream host, as Envoy's /clusters shows them (not in /stats). */
+struct host_stats {
     _Atomic uint64_t *cx_total, *cx_active, *cx_connect_fail;
-    _Atomic uint64_t *rq_total, *rq_timeout, *rq_xx[5];
-    struct stats_hist_cells *rq_time; /* ms, request sent to response complete */
+    _Atomic uint64_t *rq_total, *rq_active, *rq_success, *rq_error, *rq_timeout;
 };
 
 struct hcm_stats {
-    _Atomic uint64_t *cx_total, *cx_active;                   /* http.<prefix>. */
+    _Atomic uint64_t *cx_total, *cx_active, *cx_http1_total, *cx_http1_active; /* http.<prefix>. */
+    _Atomic uint64_t *cx_destroy, *cx_destroy_local, *cx_destroy_remote;
     _Atomic uint64_t *listener_cx_total, *listener_cx_active; /* listener.<addr>_<port>. */
+    _Atomic uint64_t *listener_cx_destroy;
+    _Atomic uint64_t *server_connections; /* server.total_connections */
     _Atomic uint64_t *rq_total, *rq_active, *rq_xx[5];
-    _Atomic uint64_t *no_route, *rq_direct_response;
-    struct stats_hist_cells *rq_time; /* ms, first byte to stream end */
+    _Atomic uint64_t *rq_timeout, *rq_header_timeout, *rq_idle_timeout, *rq_rx_reset;
+    _Atomic uint64_t *no_route, *no_cluster, *rq_direct_response;
+    struct stats_hist_cells *rq_time;   /* ms, first byte to stream end */
+    struct stats_hist_cells *cx_length; /* ms, accept to close */
 };
 
 /* One upstream endpoint as seen by this worker. */
@@ -44,6 +60,7 @@ struct host {
     const struct cfg_endpoint *ep;
     const struct cfg_cluster *cluster;
     struct cluster_stats *stats; /* its cluster's */
+    struct host_stats hstats;
     struct pool pool;
     char name[64]; /* "ip:port" for logs and %UPSTREAM_HOST% */
 };
@@ -101,6 +118,9 @@ struct worker {
 const char *worker_date(struct worker *w);
 void worker_conn_closed(struct worker *w); /* maybe finish a drain */
 struct host *worker_pick_host(struct worker *w, size_t cluster_index);
+/* The cell of upstream_rq_<status> for a cluster (registered on first use). */
+_Atomic uint64_t *worker_rq_code_cell(struct worker *w, struct cluster_stats *st,
+                                      const char *cluster, int status);
 /* Open upstream connections (active and idle) from this worker to a cluster. */
 size_t worker_cluster_connections(const struct cluster_rt *cl);
 
