@@ -35,6 +35,8 @@ static void usage(FILE *out)
         "(default),\n"
         "                           or one SO_REUSEPORT socket per worker\n"
         "      --version            print the version and exit\n"
+        "      --hot-restart-version\n"
+        "                           print the shared-memory layout version and exit\n"
         "  -h, --help               this text\n");
 }
 
@@ -179,6 +181,7 @@ int main(int argc, char **argv)
         OPT_BASE_ID,
         OPT_DRAIN,
         OPT_VERSION,
+        OPT_HOT_RESTART_VERSION,
         OPT_ACCEPT,
         /* internal: how the supervisor starts a child */
         OPT_CHILD_ROLE,
@@ -201,6 +204,7 @@ int main(int argc, char **argv)
         {"drain-time-s", required_argument, NULL, OPT_DRAIN},
         {"accept-strategy", required_argument, NULL, OPT_ACCEPT},
         {"version", no_argument, NULL, OPT_VERSION},
+        {"hot-restart-version", no_argument, NULL, OPT_HOT_RESTART_VERSION},
         {"child-role", required_argument, NULL, OPT_CHILD_ROLE},
         {"child-index", required_argument, NULL, OPT_CHILD_INDEX},
         {"config-fd", required_argument, NULL, OPT_CONFIG_FD},
@@ -311,6 +315,10 @@ int main(int argc, char **argv)
             break;
         case OPT_VERSION:
             printf("legate %s\n", LEGATE_VERSION);
+            return 0;
+        case OPT_HOT_RESTART_VERSION:
+            /* the shared-memory layout: generations that print the same share a segment */
+            printf("%u\n", STATS_LAYOUT_VERSION);
             return 0;
         case 'h':
             usage(stdout);
