@@ -6,6 +6,12 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#ifdef __SANITIZE_ADDRESS__
+/* The sanitizer runtime's allocator statistics (GCC 12 ships no header for them). */
+size_t __sanitizer_get_current_allocated_bytes(void);
+size_t __sanitizer_get_heap_size(void);
+#endif
+
 static long resident_bytes(int fd)
 {
     char text[128];
@@ -19,12 +25,27 @@ static long resident_bytes(int fd)
     return resident * sysconf(_SC_PAGESIZE);
 }
 
+/* Bytes the program holds and bytes the allocator holds. mallinfo2 walks
+ * glibc's arenas: cheap for a proxy's few, and once a second. Under ASan the
+ * sanitizer's allocator replaces glibc's, and only it can say. */
+static void heap_usage(size_t *allocated, size_t *heap)
+{
+#ifdef __SANITIZE_ADDRESS__
+    *allocated = __sanitizer_get_current_allocated_bytes();
+    *heap = __sanitizer_get_heap_size();
+#else
+    struct mallinfo2 mi = mallinfo2();
+    *allocated = mi.uordblks + mi.hblkhd;
+    *heap = mi.arena + mi.hblkhd;
+#endif
+}
+
 static void proc_stats_update(struct proc_stats *ps, ev_tstamp now)
 {
-    /* mallinfo2 walks the arenas: cheap for a proxy's few, and once a second. */
-    struct mallinfo2 mi = mallinfo2();
-    stats_gauge_set(ps->stats, ps->allocated, (int64_t)(mi.uordblks + mi.hblkhd));
-    stats_gauge_set(ps->stats, ps->heap_size, (int64_t)(mi.arena + mi.hblkhd));
+    size_t allocated, heap;
+    heap_usage(&allocated, &heap);
+    stats_gauge_set(ps->stats, ps->allocated, (int64_t)allocated);
+    stats_gauge_set(ps->stats, ps->heap_size, (int64_t)heap);
     stats_gauge_set(ps->stats, ps->physical_size, resident_bytes(ps->statm_fd));
     if (ps->with_uptime)
         stats_gauge_set(ps->stats, ps->uptime, (int64_t)(now - ps->started));

@@ -108,14 +108,23 @@ int stats_view_take(const struct stats *s, const struct stats_view_opts *opts,
             p[i].name = NULL;
             r->kind = p[i].kind;
             r->flags = p[i].flags;
+            r->ids[0] = r->ids[1] = -1;
             if (r->kind == STAT_HISTOGRAM && (r->hist = calloc(1, sizeof(*r->hist))) == NULL)
                 goto fail;
             if (opts->per_slot && (r->per_slot = calloc(out->n_slots, sizeof(uint64_t))) == NULL)
                 goto fail;
         }
         row_add_values(s, opts, r, p[i].id);
+        if (r->ids[0] < 0)
+            r->ids[0] = p[i].id;
+        else if (r->ids[1] < 0)
+            r->ids[1] = p[i].id;
+        else
+            out->partial = true;
     }
+    out->n_entries = n;
     if (opts->used_only) {
+        out->partial = true;
         size_t kept = 0;
         for (size_t i = 0; i < out->n; i++) {
             if (row_unused(&out->rows[i]))
@@ -135,6 +144,29 @@ fail:
     free(p);
     stats_view_free(out);
     return -1;
+}
+
+int stats_view_refresh(const struct stats *s, const struct stats_view_opts *opts,
+                       struct stats_view *v)
+{
+    static const struct stats_view_opts defaults;
+    if (opts == NULL)
+        opts = &defaults;
+    if (v->partial || stats_count(s) != v->n_entries) {
+        stats_view_free(v);
+        return stats_view_take(s, opts, v);
+    }
+    for (size_t i = 0; i < v->n; i++) {
+        struct stat_row *r = &v->rows[i];
+        r->value = 0;
+        if (r->hist != NULL)
+            memset(r->hist, 0, sizeof(*r->hist));
+        if (r->per_slot != NULL)
+            memset(r->per_slot, 0, v->n_slots * sizeof(uint64_t));
+        for (int k = 0; k < 2 && r->ids[k] >= 0; k++)
+            row_add_values(s, opts, r, r->ids[k]);
+    }
+    return 0;
 }
 
 void stats_view_free(struct stats_view *v)

@@ -23,12 +23,16 @@ struct stat_row {
     uint64_t value;                   /* counters; gauges as two's complement */
     struct stats_hist_snapshot *hist; /* histograms */
     uint64_t *per_slot;               /* per process slot, when asked for (n_slots) */
+    int ids[2];                       /* the entries merged into this row (-1: none) */
 };
 
 struct stats_view {
     struct stat_row *rows;
     size_t n;
     uint32_t n_slots;
+    uint32_t n_entries; /* stats_count() when taken: refresh re-sorts only if it grew */
+    bool partial;       /* a row merged more entries than ids[] holds, or used_only dropped
+                           rows: refresh must take the view again */
 };
 
 struct stats_view_opts {
@@ -41,6 +45,11 @@ struct stats_view_opts {
 /* Returns 0, or -1 when out of memory. */
 int stats_view_take(const struct stats *s, const struct stats_view_opts *opts,
                     struct stats_view *out);
+/* The same view with current values: cheap when no stat was added since (the
+ * rows, names and order are kept; only the values are read again), a full
+ * stats_view_take otherwise. For shmstat --watch. Same opts as the take. */
+int stats_view_refresh(const struct stats *s, const struct stats_view_opts *opts,
+                       struct stats_view *v);
 void stats_view_free(struct stats_view *v);
 /* The row of a name, or NULL. */
 const struct stat_row *stats_view_find(const struct stats_view *v, const char *name);

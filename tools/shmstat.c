@@ -277,24 +277,29 @@ static int watch(const struct options *o, const struct stats *s, const regex_t *
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     struct stats_view_opts vo = {.filter = re, .hosts = o->hosts};
-    struct stats_view prev = {0};
+    /* Two views, swapped each round and refreshed in place: with no new
+     * stat, a round reads values only (no names copied, nothing sorted). */
+    struct stats_view views[2] = {{0}};
+    struct stats_view *cur = &views[0], *prev = &views[1];
     bool have_prev = false;
     double prev_t = 0;
+    int rc = 0;
     for (long round = 0; !interrupted && (o->count == 0 || round < o->count); round++) {
-        struct stats_view cur;
-        if (stats_view_take(s, &vo, &cur) != 0) {
+        if ((cur->rows == NULL ? stats_view_take(s, &vo, cur) : stats_view_refresh(s, &vo, cur)) !=
+            0) {
             fprintf(stderr, "shmstat: out of memory\n");
-            return 1;
+            rc = 1;
+            break;
         }
         double t = now_seconds();
         struct buf out = {0};
-        draw(s, &cur, have_prev ? &prev : NULL, t - prev_t, &out);
+        draw(s, cur, have_prev ? prev : NULL, t - prev_t, &out);
         fwrite(buf_head(&out), 1, buf_len(&out), stdout);
         fflush(stdout);
         buf_release(&out);
-        if (have_prev)
-            stats_view_free(&prev);
+        struct stats_view *swap = prev;
         prev = cur;
+        cur = swap;
         have_prev = true;
         prev_t = t;
         if (o->count != 0 && round + 1 >= o->count)
@@ -304,9 +309,9 @@ static int watch(const struct options *o, const struct stats *s, const regex_t *
         while (!interrupted && nanosleep(&ts, &ts) != 0 && errno == EINTR) {
         }
     }
-    if (have_prev)
-        stats_view_free(&prev);
-    return 0;
+    stats_view_free(&views[0]);
+    stats_view_free(&views[1]);
+    return rc;
 }
 
 int main(int argc, char **argv)
