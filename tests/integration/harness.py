@@ -674,6 +674,12 @@ class Legate:
             except Exception as e:  # noqa: BLE001 - kill() below still runs
                 print("graceful stop of %r failed: %r" % (self, e), file=sys.stderr)
         self.kill()
+        # A supervisor killed by a test leaves its segment behind (a clean stop
+        # removes it): do not leave it in /dev/shm for the next run.
+        try:
+            os.unlink("/dev/shm/legate.%d.stats" % self.base_id)
+        except OSError:
+            pass
         self.check_sanitizers()
 
     SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",

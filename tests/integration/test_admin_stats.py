@@ -419,6 +419,32 @@ class ShmstatErrorsTest(H.LegateTestCase):
                 elif fmt == "json":
                     json.loads(sh.stdout)  # whatever the names hold, still JSON
 
+    def test_another_user_reads_with_group_access(self):
+        if os.geteuid() != 0 or shutil.which("setpriv") is None:
+            self.skipTest("needs root (to act as nobody) and setpriv")
+        import grp
+        lg = self.start_legate()
+        path = "/dev/shm/legate.%d.stats" % lg.base_id
+        as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                     shmstat_path(), "--base-id", str(lg.base_id), "--filter", "^server.live$"]
+        # The build directory may be private: run a copy nobody can execute.
+        tmp = H.new_tmpdir("shmstat")
+        os.chmod(tmp, 0o755)
+        exe = os.path.join(tmp, "shmstat")
+        shutil.copy(shmstat_path(), exe)
+        os.chmod(exe, 0o755)
+        as_nobody[4] = exe
+        denied = subprocess.run(as_nobody, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                timeout=20, text=True)
+        self.assertEqual(denied.returncode, 1, denied.stdout)
+        self.assertIn("permission denied", denied.stderr)
+        os.chown(path, 0, grp.getgrnam("nogroup").gr_gid)
+        os.chmod(path, 0o640)
+        ok = subprocess.run(as_nobody, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            timeout=20, text=True)
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        self.assertIn("server.live: 1", ok.stdout)
+
     def start_legate(self):
         port = H.free_port()
         vhosts = [H.vhost("v", ["*"], [H.route_direct(200, "x\n", prefix="/")])]
