@@ -226,9 +226,10 @@ static void admin_memory(struct admin_request *r)
     buf_printf(r->body, "]}\n");
 }
 
-static void admin_quit(struct admin_request *r)
+/* The answer to a request passed on to the supervisor. */
+static void reply_forwarded(struct admin_request *r, int sent)
 {
-    if (worker_request_shutdown(r->w) != 0) {
+    if (sent != 0) {
         reply(r, 503, "text/plain");
         buf_printf(r->body, "could not reach the supervisor\n");
         return;
@@ -237,15 +238,14 @@ static void admin_quit(struct admin_request *r)
     buf_printf(r->body, "OK\n");
 }
 
+static void admin_quit(struct admin_request *r)
+{
+    reply_forwarded(r, worker_request_shutdown(r->w));
+}
+
 static void admin_reopen_logs(struct admin_request *r)
 {
-    if (worker_request_reopen_logs(r->w) != 0) {
-        reply(r, 503, "text/plain");
-        buf_printf(r->body, "could not reach the supervisor\n");
-        return;
-    }
-    reply(r, 200, "text/plain");
-    buf_printf(r->body, "OK\n");
+    reply_forwarded(r, worker_request_reopen_logs(r->w));
 }
 
 /* --- clusters and listeners --------------------------------------------------------------- */
