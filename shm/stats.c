@@ -50,13 +50,28 @@ void stats_shm_name(unsigned base_id, char *out, size_t cap)
     snprintf(out, cap, "/legate.%u.stats", base_id);
 }
 
-static void map_view(struct stats *s, void *base, size_t size, bool read_only)
+/* `h`: a validated private copy of the header (or the one stats_create wrote). */
+static void map_view(struct stats *s, void *base, size_t size, bool read_only,
+                     const struct stats_header *h)
 {
     s->base = base;
     s->size = size;
     s->read_only = read_only;
     s->slot = 0;
     s->hdr = base;
+    s->g = (struct stats_geometry){
+        .n_slots = h->n_slots,
+        .max_stats = h->max_stats,
+        .max_histograms = h->max_histograms,
+        .row_stride = h->row_stride,
+        .arena_size = h->arena_size,
+        .table_off = h->table_off,
+        .arena_off = h->arena_off,
+        .cells_off = h->cells_off,
+        .hists_off = h->hists_off,
+        .slots_off = h->slots_off,
+        .baseline_off = h->baseline_off,
+    };
 }
 
 int stats_create(struct stats *s, const char *shm_name, const struct stats_layout *layout,
@@ -111,21 +126,23 @@ int stats_create(struct stats *s, const char *shm_name, const struct stats_layou
     /* The magic last: a reader that sees it sees a complete header. */
     atomic_thread_fence(memory_order_release);
     h->magic = STATS_MAGIC;
-    map_view(s, base, o.total, false);
+    map_view(s, base, o.total, false, h);
     return 0;
 }
 
-int stats_validate(const void *base, size_t size, const char **why)
+/* Validate a private copy of the header: what was checked cannot change
+ * under us afterwards. */
+static int validate_copy(const void *base, size_t size, struct stats_header *h, const char **why)
 {
     static const char *unused;
     if (why == NULL)
         why = &unused;
-    const struct stats_header *h = base;
     struct offsets o;
     if (size < sizeof(*h)) {
         *why = "segment smaller than its header (truncated)";
         return -1;
     }
+    memcpy(h, (const void *)base, sizeof(*h));
     if (h->magic != STATS_MAGIC) {
         *why = "bad magic: not a legate stats segment";
         return -1;
@@ -155,6 +172,12 @@ int stats_validate(const void *base, size_t size, const char **why)
         return -1;
     }
     return 0;
+}
+
+int stats_validate(const void *base, size_t size, const char **why)
+{
+    struct stats_header copy;
+    return validate_copy(base, size, &copy, why);
 }
 
 int stats_attach(struct stats *s, const char *shm_name, bool read_only, const char **why)
@@ -191,12 +214,13 @@ int stats_attach(struct stats *s, const char *shm_name, bool read_only, const ch
         errno = e;
         return -1;
     }
-    if (stats_validate(base, size, why) != 0) {
+    struct stats_header copy;
+    if (validate_copy(base, size, &copy, why) != 0) {
         munmap(base, size);
         errno = EINVAL;
         return -1;
     }
-    map_view(s, base, size, read_only);
+    map_view(s, base, size, read_only, &copy);
     return 0;
 }
 
@@ -215,7 +239,7 @@ int stats_unlink(const char *shm_name)
 
 int stats_set_slot(struct stats *s, uint32_t slot)
 {
-    if (slot >= s->hdr->n_slots)
+    if (slot >= s->g.n_slots)
         return -1;
     s->slot = slot;
     return 0;
@@ -225,14 +249,14 @@ int stats_set_slot(struct stats *s, uint32_t slot)
 
 static struct stats_entry *table(const struct stats *s)
 {
-    return (struct stats_entry *)((char *)s->base + s->hdr->table_off);
+    return (struct stats_entry *)((char *)s->base + s->g.table_off);
 }
 
 uint32_t stats_count(const struct stats *s)
 {
     /* n_reserved overshoots max_stats once the table is full: clamp. */
     uint32_t n = atomic_load_explicit(&s->hdr->n_reserved, memory_order_acquire);
-    return n < s->hdr->max_stats ? n : s->hdr->max_stats;
+    return n < s->g.max_stats ? n : s->g.max_stats;
 }
 
 /* An entry's fields, copied once after the acquire on `ready` and checked:
@@ -251,9 +275,9 @@ static bool entry_read(const struct stats *s, const struct stats_entry *e, struc
     c->name_off = *(const volatile uint32_t *)&e->name_off;
     c->name_len = *(const volatile uint32_t *)&e->name_len;
     c->flags = *(const volatile uint32_t *)&e->flags;
-    uint64_t limit = c->kind == STAT_HISTOGRAM ? s->hdr->max_histograms : s->hdr->max_stats;
+    uint64_t limit = c->kind == STAT_HISTOGRAM ? s->g.max_histograms : s->g.max_stats;
     return c->kind >= STAT_COUNTER && c->kind <= STAT_HISTOGRAM && c->index < limit &&
-           (uint64_t)c->name_off + c->name_len <= s->hdr->arena_size;
+           (uint64_t)c->name_off + c->name_len <= s->g.arena_size;
 }
 
 static bool entry_read_id(const struct stats *s, int id, struct entry_copy *c)
@@ -274,7 +298,7 @@ const char *stats_name(const struct stats *s, const struct stats_entry *e, size_
     if (!entry_read(s, e, &c))
         return NULL;
     *len = c.name_len;
-    return (const char *)s->base + s->hdr->arena_off + c.name_off;
+    return (const char *)s->base + s->g.arena_off + c.name_off;
 }
 
 int stats_find(const struct stats *s, const char *name, size_t len)
@@ -283,7 +307,7 @@ int stats_find(const struct stats *s, const char *name, size_t len)
     for (uint32_t id = 0; id < n; id++) {
         struct entry_copy c;
         if (entry_read(s, &table(s)[id], &c) && c.name_len == len &&
-            memcmp((const char *)s->base + s->hdr->arena_off + c.name_off, name, len) == 0)
+            memcmp((const char *)s->base + s->g.arena_off + c.name_off, name, len) == 0)
             return (int)id;
     }
     return -1;
@@ -363,14 +387,14 @@ int stats_register_flags(struct stats *s, const char *name, enum stat_kind kind,
 
 static _Atomic uint64_t *cell(const struct stats *s, uint32_t slot, uint32_t index)
 {
-    uint64_t stride = s->hdr->row_stride; /* validated against max_stats */
-    return (_Atomic uint64_t *)((char *)s->base + s->hdr->cells_off) + slot * stride + index;
+    uint64_t stride = s->g.row_stride; /* validated against max_stats */
+    return (_Atomic uint64_t *)((char *)s->base + s->g.cells_off) + slot * stride + index;
 }
 
 static struct stats_hist_cells *hist_cells(const struct stats *s, uint32_t slot, uint32_t index)
 {
-    return (struct stats_hist_cells *)((char *)s->base + s->hdr->hists_off) +
-           (uint64_t)slot * s->hdr->max_histograms + index;
+    return (struct stats_hist_cells *)((char *)s->base + s->g.hists_off) +
+           (uint64_t)slot * s->g.max_histograms + index;
 }
 
 /* The cell this process writes for a counter or gauge; NULL for a bad id, a
@@ -438,7 +462,7 @@ void stats_hist_record(struct stats *s, int id, uint64_t value)
 uint64_t stats_slot_value(const struct stats *s, int id, uint32_t slot)
 {
     struct entry_copy c;
-    if (!entry_read_id(s, id, &c) || c.kind == STAT_HISTOGRAM || slot >= s->hdr->n_slots)
+    if (!entry_read_id(s, id, &c) || c.kind == STAT_HISTOGRAM || slot >= s->g.n_slots)
         return 0;
     return atomic_load_explicit(cell(s, slot, c.index), memory_order_relaxed);
 }
@@ -446,14 +470,14 @@ uint64_t stats_slot_value(const struct stats *s, int id, uint32_t slot)
 static uint64_t slot_sum(const struct stats *s, int id)
 {
     uint64_t sum = 0;
-    for (uint32_t slot = 0; slot < s->hdr->n_slots; slot++)
+    for (uint32_t slot = 0; slot < s->g.n_slots; slot++)
         sum += stats_slot_value(s, id, slot);
     return sum;
 }
 
 static _Atomic uint64_t *baseline(const struct stats *s, uint32_t index)
 {
-    return (_Atomic uint64_t *)((char *)s->base + s->hdr->baseline_off) + index;
+    return (_Atomic uint64_t *)((char *)s->base + s->g.baseline_off) + index;
 }
 
 uint64_t stats_counter_value(const struct stats *s, int id)
@@ -520,12 +544,12 @@ bool stats_owner_alive(const struct stats *s)
 
 static struct stats_slot_info *slot_info(const struct stats *s, uint32_t slot)
 {
-    return (struct stats_slot_info *)((char *)s->base + s->hdr->slots_off) + slot;
+    return (struct stats_slot_info *)((char *)s->base + s->g.slots_off) + slot;
 }
 
 void stats_slot_claim(struct stats *s, uint32_t slot, pid_t pid, const char *title)
 {
-    if (s->read_only || slot >= s->hdr->n_slots)
+    if (s->read_only || slot >= s->g.n_slots)
         return;
     struct stats_slot_info *si = slot_info(s, slot);
     si->pid = (int32_t)pid;
@@ -536,14 +560,14 @@ void stats_slot_claim(struct stats *s, uint32_t slot, pid_t pid, const char *tit
 
 void stats_slot_exited(struct stats *s, uint32_t slot)
 {
-    if (s->read_only || slot >= s->hdr->n_slots)
+    if (s->read_only || slot >= s->g.n_slots)
         return;
     atomic_store_explicit(&slot_info(s, slot)->state, STATS_SLOT_EXITED, memory_order_release);
 }
 
 bool stats_slot_info(const struct stats *s, uint32_t slot, struct stats_slot_info *out)
 {
-    if (slot >= s->hdr->n_slots)
+    if (slot >= s->g.n_slots)
         return false;
     const struct stats_slot_info *si = slot_info(s, slot);
     uint32_t state = atomic_load_explicit(&si->state, memory_order_acquire);
@@ -561,22 +585,25 @@ void stats_hist_read(const struct stats *s, int id, struct stats_hist_snapshot *
     struct entry_copy c;
     if (!entry_read_id(s, id, &c) || c.kind != STAT_HISTOGRAM)
         return;
-    for (uint32_t slot = 0; slot < s->hdr->n_slots; slot++) {
+    for (uint32_t slot = 0; slot < s->g.n_slots; slot++) {
         const struct stats_hist_cells *h = hist_cells(s, slot, c.index);
-        uint64_t count = atomic_load_explicit(&h->count, memory_order_relaxed);
-        if (count == 0)
+        if (atomic_load_explicit(&h->count, memory_order_relaxed) == 0)
             continue; /* most slots never record a given histogram: skip 305 loads */
-        out->count += count;
         out->sum += atomic_load_explicit(&h->sum, memory_order_relaxed);
-        for (uint32_t b = 0; b < STATS_HIST_BUCKETS; b++)
-            out->buckets[b] += atomic_load_explicit(&h->buckets[b], memory_order_relaxed);
+        for (uint32_t b = 0; b < STATS_HIST_BUCKETS; b++) {
+            uint64_t n = atomic_load_explicit(&h->buckets[b], memory_order_relaxed);
+            out->buckets[b] += n;
+            /* The count is the buckets' sum, read at the same moment: a
+             * record in progress cannot make a bucket exceed the total. */
+            out->count += n;
+        }
     }
 }
 
 uint64_t stats_hist_slot_count(const struct stats *s, int id, uint32_t slot)
 {
     struct entry_copy c;
-    if (!entry_read_id(s, id, &c) || c.kind != STAT_HISTOGRAM || slot >= s->hdr->n_slots)
+    if (!entry_read_id(s, id, &c) || c.kind != STAT_HISTOGRAM || slot >= s->g.n_slots)
         return 0;
     return atomic_load_explicit(&hist_cells(s, slot, c.index)->count, memory_order_relaxed);
 }
@@ -609,7 +636,7 @@ uint64_t stats_hist_quantile(const struct stats_hist_snapshot *h, double q)
 
 void stats_slot_reset_gauges(struct stats *s, uint32_t slot)
 {
-    if (s->read_only || slot >= s->hdr->n_slots)
+    if (s->read_only || slot >= s->g.n_slots)
         return;
     uint32_t n = stats_count(s);
     for (uint32_t id = 0; id < n; id++) {

@@ -110,6 +110,14 @@ struct stats_hist_cells {
     _Atomic uint64_t buckets[STATS_HIST_BUCKETS];
 };
 
+/* The shape of a segment, copied from its header once it is validated. Every
+ * later access uses the copy: another process could change the header in
+ * shared memory after validation, and nothing read there twice is trusted. */
+struct stats_geometry {
+    uint32_t n_slots, max_stats, max_histograms, row_stride;
+    uint64_t arena_size, table_off, arena_off, cells_off, hists_off, slots_off, baseline_off;
+};
+
 /* A process's view of a segment. */
 struct stats {
     void *base;
@@ -117,6 +125,7 @@ struct stats {
     bool read_only;
     uint32_t slot; /* the slot this process writes (writers only) */
     struct stats_header *hdr;
+    struct stats_geometry g;
 };
 
 /* Name the segment of an instance: "/legate.<base_id>.stats". */

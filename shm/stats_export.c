@@ -6,7 +6,69 @@
 
 const double stats_quantiles[10] = {0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 1};
 
+int stats_filter_compile(regex_t *re, const char *pattern, char *err, size_t cap)
+{
+    if (strlen(pattern) > STATS_FILTER_MAX) {
+        snprintf(err, cap, "longer than %d bytes", STATS_FILTER_MAX);
+        return -1;
+    }
+    for (const char *c = pattern; *c; c++) {
+        if (*c == '\\' && c[1] >= '1' && c[1] <= '9') {
+            snprintf(err, cap, "backreferences (\\%c) are not supported", c[1]);
+            return -1;
+        }
+        if (*c == '\\' && c[1] != '\0') {
+            c++; /* an escaped character, \{ included, is literal */
+            continue;
+        }
+        if (*c == '{') {
+            snprintf(err, cap, "bounded repeats ({n,m}) are not supported; \\{ is a brace");
+            return -1;
+        }
+    }
+    int rc = regcomp(re, pattern, REG_EXTENDED | REG_NOSUB);
+    if (rc != 0) {
+        regerror(rc, re, err, cap);
+        return -1;
+    }
+    return 0;
+}
+
 /* --- the view ------------------------------------------------------------------------- */
+
+/* The length of the valid UTF-8 sequence at s (at most len bytes), or 0. */
+static size_t utf8_sequence(const unsigned char *s, size_t len)
+{
+    size_t n = s[0] >= 0xf5 ? 0 : s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+    if (n == 0 || n > len)
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((n == 3 && s[0] == 0xe0 && s[1] < 0xa0) || (n == 3 && s[0] == 0xed && s[1] >= 0xa0) ||
+        (n == 4 && s[0] == 0xf0 && s[1] < 0x90) || (n == 4 && s[0] == 0xf4 && s[1] >= 0x90))
+        return 0; /* overlong, surrogate, or beyond U+10FFFF */
+    return n;
+}
+
+/* A name fit for every output: valid UTF-8, no control bytes. Names legate
+ * registers always are; a name that is not comes from a damaged or hostile
+ * segment and is left out. */
+static bool printable(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch == 0x7f)
+            return false;
+        if (ch >= 0x80) {
+            size_t n = utf8_sequence((const unsigned char *)s + i, len - i);
+            if (n == 0)
+                return false;
+            i += n - 1;
+        }
+    }
+    return true;
+}
 
 struct pending {
     char *name;
@@ -38,7 +100,7 @@ static void row_add_values(const struct stats *s, const struct stats_view_opts *
             r->hist->buckets[b] += h.buckets[b];
     }
     if (opts->per_slot)
-        for (uint32_t slot = 0; slot < s->hdr->n_slots; slot++)
+        for (uint32_t slot = 0; slot < s->g.n_slots; slot++)
             r->per_slot[slot] += r->kind == STAT_HISTOGRAM ? stats_hist_slot_count(s, id, slot)
                                                            : stats_slot_value(s, id, slot);
 }
@@ -55,14 +117,6 @@ static void row_free(struct stat_row *r)
     free(r->per_slot);
 }
 
-static bool printable(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return false;
-    return true;
-}
-
 int stats_view_take(const struct stats *s, const struct stats_view_opts *opts,
                     struct stats_view *out)
 {
@@ -70,7 +124,7 @@ int stats_view_take(const struct stats *s, const struct stats_view_opts *opts,
     if (opts == NULL)
         opts = &defaults;
     memset(out, 0, sizeof(*out));
-    out->n_slots = s->hdr->n_slots;
+    out->n_slots = s->g.n_slots;
     uint32_t n = stats_count(s);
     struct pending *p = calloc(n ? n : 1, sizeof(*p));
     if (p == NULL)
@@ -82,8 +136,10 @@ int stats_view_take(const struct stats *s, const struct stats_view_opts *opts,
         const struct stats_entry *e = stats_entry_at(s, id);
         size_t len = 0;
         const char *name = e != NULL ? stats_name(s, e, &len) : NULL;
-        if (name == NULL || !stats_entry_info(s, id, &kind, &flags))
+        if (name == NULL || !stats_entry_info(s, id, &kind, &flags)) {
+            out->partial = true; /* perhaps published later: a refresh must look again */
             continue;
+        }
         if (((flags & STAT_FLAG_HOST) != 0) != opts->hosts)
             continue;
         char *copy = strndup(name, len);
@@ -233,21 +289,6 @@ void stats_render_text(const struct stats_view *v, struct buf *out)
                        (unsigned long long)stats_hist_quantile(r->hist, stats_quantiles[q]));
         buf_append(out, "\n", 1);
     }
-}
-
-/* The length of the valid UTF-8 sequence at s (at most len bytes), or 0. */
-static size_t utf8_sequence(const unsigned char *s, size_t len)
-{
-    size_t n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
-    if (n == 0 || n > len)
-        return 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    if ((n == 3 && s[0] == 0xe0 && s[1] < 0xa0) || (n == 3 && s[0] == 0xed && s[1] >= 0xa0) ||
-        (n == 4 && s[0] == 0xf0 && s[1] < 0x90) || (n == 4 && s[0] == 0xf4 && s[1] >= 0x90))
-        return 0; /* overlong, surrogate, or beyond U+10FFFF */
-    return n;
 }
 
 void json_append_string(struct buf *out, const char *s, size_t len)
@@ -438,6 +479,19 @@ static void put_label_value(struct buf *out, const char *v)
     }
 }
 
+/* HELP text allows two escapes only: backslash and newline. */
+static void put_help_text(struct buf *out, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\')
+            buf_append(out, "\\\\", 2);
+        else if (*v == '\n')
+            buf_append(out, "\\n", 2);
+        else
+            buf_append(out, v, 1);
+    }
+}
+
 /* {a="x",b="y"} plus an optional le; nothing when there are no labels. */
 static void put_labels(struct buf *out, const struct prom_series *p, const char *le)
 {
@@ -502,7 +556,9 @@ void stats_render_prometheus(const struct stats_view *v, struct buf *out)
         if (strcmp(p->family, family) != 0) {
             family = p->family;
             kind = p->row->kind;
-            buf_printf(out, "# HELP %s legate %s %s\n", p->family, types[kind], p->row->name);
+            buf_printf(out, "# HELP %s legate %s ", p->family, types[kind]);
+            put_help_text(out, p->row->name);
+            buf_append(out, "\n", 1);
             buf_printf(out, "# TYPE %s %s\n", p->family, types[kind]);
         } else if (p->row->kind != kind) {
             continue; /* one family, one type: the first kind wins */

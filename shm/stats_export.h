@@ -42,6 +42,14 @@ struct stats_view_opts {
     bool per_slot;         /* fill stat_row.per_slot */
 };
 
+/* Compile a name filter: a POSIX extended regex, without what makes glibc's
+ * regex engine take exponential time on a pattern a client chooses
+ * (backreferences \1..\9, bounded repeats {n,m}) and at most 256 bytes long.
+ * The admin's ?filter= and shmstat --filter both use it. Returns 0, or -1
+ * with the reason in err. */
+#define STATS_FILTER_MAX 256
+int stats_filter_compile(regex_t *re, const char *pattern, char *err, size_t cap);
+
 /* Returns 0, or -1 when out of memory. */
 int stats_view_take(const struct stats *s, const struct stats_view_opts *opts,
                     struct stats_view *out);

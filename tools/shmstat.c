@@ -129,10 +129,14 @@ static void describe_owner(const struct stats *s, char *out, size_t cap, bool *a
         return;
     }
     int id = stats_find(s, "server.uptime", strlen("server.uptime"));
-    int64_t uptime = id >= 0 ? stats_gauge_value(s, id) : 0;
-    long long age = (long long)time(NULL) - (long long)(h->created_unix + uptime);
-    snprintf(out, cap, "supervisor pid %d is gone; the data is %lld s old", (int)pid,
-             age > 0 ? age : 0);
+    int64_t uptime = id >= 0 ? stats_gauge_value(s, id) : 0, last, age;
+    /* numbers from shared memory: any of them may be absurd */
+    if (__builtin_add_overflow((int64_t)h->created_unix, uptime, &last) ||
+        __builtin_sub_overflow((int64_t)time(NULL), last, &age) || age < 0)
+        snprintf(out, cap, "supervisor pid %d is gone; the age of the data is unknown", (int)pid);
+    else
+        snprintf(out, cap, "supervisor pid %d is gone; the data is %lld s old", (int)pid,
+                 (long long)age);
 }
 
 static void print_per_process(const struct stats *s, const struct stats_view *v, bool json,
@@ -160,14 +164,17 @@ static void print_per_process(const struct stats *s, const struct stats_view *v,
             struct stats_slot_info si;
             if (r->per_slot[slot] == 0 || !stats_slot_info(s, slot, &si))
                 continue;
-            long long val = r->kind == STAT_GAUGE ? (long long)(int64_t)r->per_slot[slot]
-                                                  : (long long)r->per_slot[slot];
+            char val[24];
+            if (r->kind == STAT_GAUGE)
+                snprintf(val, sizeof(val), "%lld", (long long)(int64_t)r->per_slot[slot]);
+            else
+                snprintf(val, sizeof(val), "%llu", (unsigned long long)r->per_slot[slot]);
             if (json) {
                 buf_printf(out, "%s{\"slot\":%u,\"process\":", first ? "" : ",", slot);
                 json_append_string(out, si.title, strlen(si.title));
-                buf_printf(out, ",\"pid\":%d,\"value\":%lld}", (int)si.pid, val);
+                buf_printf(out, ",\"pid\":%d,\"value\":%s}", (int)si.pid, val);
             } else
-                buf_printf(out, " %s[%d]=%lld", si.title[0] ? si.title : "?", (int)si.pid, val);
+                buf_printf(out, " %s[%d]=%s", si.title[0] ? si.title : "?", (int)si.pid, val);
             first = false;
         }
         buf_printf(out, json ? "]}" : "\n");
@@ -223,6 +230,17 @@ static int print_once(const struct options *o, const struct stats *s, const rege
 /* --- watch ---------------------------------------------------------------------------------- */
 
 static volatile sig_atomic_t interrupted;
+
+/* The segment shrank under our mapping (ftruncate by its owner, or a hostile
+ * one): reading past its new end raises SIGBUS. Say so, never dump core. */
+static void on_sigbus(int sig)
+{
+    (void)sig;
+    static const char msg[] = "\nshmstat: the segment shrank while being read\n";
+    ssize_t rc = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+    (void)rc;
+    _exit(1);
+}
 
 static void on_interrupt(int sig)
 {
@@ -400,15 +418,13 @@ int main(int argc, char **argv)
         return 2;
     }
     regex_t re;
-    if (o.filter != NULL) {
-        int rc = regcomp(&re, o.filter, REG_EXTENDED | REG_NOSUB);
-        if (rc != 0) {
-            char why[128];
-            regerror(rc, &re, why, sizeof(why));
-            fprintf(stderr, "shmstat: --filter '%s': %s\n", o.filter, why);
-            return 2;
-        }
+    char why[128];
+    if (o.filter != NULL && stats_filter_compile(&re, o.filter, why, sizeof(why)) != 0) {
+        fprintf(stderr, "shmstat: --filter '%s': %s\n", o.filter, why);
+        return 2;
     }
+    struct sigaction bus = {.sa_handler = on_sigbus};
+    sigaction(SIGBUS, &bus, NULL);
     struct stats s;
     if (open_segment(&o, &s) != 0)
         return 1;

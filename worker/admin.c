@@ -56,8 +56,7 @@ static bool query_param(const char *query, const char *key, char *out, size_t ca
             const char *v = plen == klen ? p + plen : p + klen + 1;
             size_t o = 0;
             for (; v < p + plen && o + 1 < cap; v++) {
-                if (*v == '%' && v + 2 < p + plen + 1 && hex_value(v[1]) >= 0 &&
-                    hex_value(v[2]) >= 0) {
+                if (*v == '%' && v + 2 < p + plen && hex_value(v[1]) >= 0 && hex_value(v[2]) >= 0) {
                     out[o++] = (char)(hex_value(v[1]) * 16 + hex_value(v[2]));
                     v += 2;
                 } else
@@ -83,10 +82,8 @@ static void render_stats(struct admin_request *r, enum stats_format format)
     regex_t re;
     bool have_filter = query_param(r->query, "filter", value, sizeof(value)) && value[0];
     if (have_filter) {
-        int rc = regcomp(&re, value, REG_EXTENDED | REG_NOSUB);
-        if (rc != 0) {
-            char why[128];
-            regerror(rc, &re, why, sizeof(why));
+        char why[128];
+        if (stats_filter_compile(&re, value, why, sizeof(why)) != 0) {
             reply(r, 400, "text/plain");
             buf_printf(r->body, "invalid regex in filter: %s\n", why);
             return;
@@ -191,39 +188,43 @@ static void admin_hot_restart_version(struct admin_request *r)
     buf_printf(r->body, "%u\n", STATS_LAYOUT_VERSION);
 }
 
-/* The memory of every process of this legate, from each one's own gauges. */
+/* The memory of every process of this legate, from each one's own gauges. The
+ * totals are the sums of the very values listed, read once. */
 static void admin_memory(struct admin_request *r)
 {
     const struct stats *s = r->w->ctx->stats;
-    reply(r, 200, "application/json");
-    buf_printf(r->body,
-               "{\"allocated\":\"%lld\",\"heap_size\":\"%lld\",\"total_physical_bytes\":\"%lld\","
-               "\"processes\":[",
-               (long long)gauge_of(s, "server.memory_allocated"),
-               (long long)gauge_of(s, "server.memory_heap_size"),
-               (long long)gauge_of(s, "server.memory_physical_size"));
     static const char *names[] = {"server.memory_allocated", "server.memory_heap_size",
                                   "server.memory_physical_size"};
     int ids[3];
     for (int i = 0; i < 3; i++)
         ids[i] = stats_find(s, names[i], strlen(names[i]));
-    bool first = true;
-    for (uint32_t slot = 0; slot < s->hdr->n_slots; slot++) {
+    struct buf procs = {0};
+    uint64_t total[3] = {0};
+    for (uint32_t slot = 0; slot < s->g.n_slots; slot++) {
         struct stats_slot_info si;
         if (!stats_slot_info(s, slot, &si) ||
             atomic_load_explicit(&si.state, memory_order_relaxed) != STATS_SLOT_ALIVE)
             continue;
-        buf_printf(r->body, "%s{\"process\":", first ? "" : ",");
-        json_append_string(r->body, si.title, strlen(si.title));
-        buf_printf(r->body,
+        uint64_t v[3];
+        for (int i = 0; i < 3; i++)
+            total[i] += v[i] = stats_slot_value(s, ids[i], slot);
+        buf_printf(&procs, "%s{\"process\":", buf_len(&procs) ? "," : "");
+        json_append_string(&procs, si.title, strlen(si.title));
+        buf_printf(&procs,
                    ",\"pid\":%d,\"allocated\":\"%llu\",\"heap_size\":\"%llu\","
                    "\"physical_bytes\":\"%llu\"}",
-                   (int)si.pid, (unsigned long long)stats_slot_value(s, ids[0], slot),
-                   (unsigned long long)stats_slot_value(s, ids[1], slot),
-                   (unsigned long long)stats_slot_value(s, ids[2], slot));
-        first = false;
+                   (int)si.pid, (unsigned long long)v[0], (unsigned long long)v[1],
+                   (unsigned long long)v[2]);
     }
+    reply(r, 200, "application/json");
+    buf_printf(r->body,
+               "{\"allocated\":\"%llu\",\"heap_size\":\"%llu\",\"total_physical_bytes\":"
+               "\"%llu\",\"processes\":[",
+               (unsigned long long)total[0], (unsigned long long)total[1],
+               (unsigned long long)total[2]);
+    buf_append(r->body, buf_head(&procs), buf_len(&procs));
     buf_printf(r->body, "]}\n");
+    buf_release(&procs);
 }
 
 /* The answer to a request passed on to the supervisor. */

@@ -917,7 +917,10 @@ static void on_conn_readable(struct ev_loop *loop, ev_io *io, int revents)
         return;
     }
     if (n > 0) {
-        c->last_activity = ev_now(c->w->loop);
+        /* Bytes pipelined behind a request that awaits its response are no
+         * progress on that stream: they must not hold off stream_idle_timeout. */
+        if (!(h1_parser_is_stopped(c->parser) && c->st.active))
+            c->last_activity = ev_now(c->w->loop);
         uint64_t hdr_ms = c->l->cfg ? c->l->cfg->hcm.request_headers_timeout_ms : 0;
         if (!c->st.active && hdr_ms > 0 && !ev_is_active(&c->header_timer)) {
             timer_rearm(c->w->loop, &c->header_timer, (double)hdr_ms / 1000.0);

@@ -433,6 +433,14 @@ static void do_release(struct upstream *u, bool reusable)
         upstream_destroy(u); /* pool full: pool_release already uncounted it */
         return;
     }
+    /* Given up before it was connected: Envoy counts a local destroy; one whose
+     * failure was still to be reported is a connect failure. */
+    if (u->state == UP_CONNECTING)
+        stats_cell_add(u->host->stats->cx_destroy_local, 1);
+    else if (u->state == UP_FAILED) {
+        stats_cell_add(u->host->stats->cx_connect_fail, 1);
+        stats_cell_add(u->host->hstats.cx_connect_fail, 1);
+    }
     pool_drop_active(&u->host->pool);
     upstream_destroy(u);
 }

@@ -63,8 +63,12 @@ class AdminStatsTest(H.LegateTestCase):
             H.route_to("svc", prefix="/up/", prefix_rewrite="/"),
             H.route_direct(200, "direct\n", prefix="/direct"),
         ])]
+        # A cluster whose name needs escaping everywhere (JSON, Prometheus labels
+        # and HELP text): configuration names are free text.
+        cls.odd = 'we"ird\\c-\u00e9'
         cfg = H.bootstrap([H.listener("main", cls.port, vhosts, stat_prefix="ingress")],
-                          [H.cluster("svc", [cls.up.port])], admin_port=cls.admin)
+                          [H.cluster("svc", [cls.up.port]), H.cluster(cls.odd, [cls.up.port])],
+                          admin_port=cls.admin)
         cls.lg = cls.class_legate(cfg, cls.port, concurrency=2)
         # Connections made before the load (the harness's readiness probe).
         cls.cx_before = H.read_stats(cls.lg.base_id)["http.ingress.downstream_cx_total"]
@@ -76,6 +80,7 @@ class AdminStatsTest(H.LegateTestCase):
             assert H.get(cls.port, "/nothing").status == 404
         assert H.wait_until(lambda: cls.stat_text().get("http.ingress.downstream_rq_active")
                             == "0" and cls.stat_text().get("cluster.svc.upstream_rq_active")
+                            == "0" and cls.stat_text().get("http.ingress.downstream_cx_active")
                             == "0", 5)
 
     @classmethod
@@ -171,6 +176,8 @@ class AdminStatsTest(H.LegateTestCase):
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
             self.assertEqual(p.returncode, 0, "%s: %s" % (source, p.stdout.decode()))
             self.assertIn(b"# TYPE envoy_cluster_upstream_rq_time histogram", body)
+            self.assertIn('envoy_cluster_upstream_rq_total{envoy_cluster_name="we\\"ird'
+                          '\\\\c-\u00e9"} 0'.encode(), body)
 
     def test_filter_and_usedonly(self):
         r = self.admin_get("/stats?filter=%5Ecluster%5C.svc%5C.upstream_rq_%5B0-9%5D")
@@ -183,7 +190,7 @@ class AdminStatsTest(H.LegateTestCase):
         self.assertNotIn("http.ingress.downstream_rq_5xx", used)
         self.assertIn("http.ingress.downstream_rq_2xx", used)
         self.assertTrue(all("ingress" in n for n in used), used)
-        prom = self.admin_get("/stats/prometheus?filter=upstream_rq_total").body.decode()
+        prom = self.admin_get("/stats/prometheus?filter=svc%5C.upstream_rq_total").body.decode()
         self.assertEqual([line.split("{")[0] for line in prom.splitlines()
                           if not line.startswith("#")], ["envoy_cluster_upstream_rq_total"])
         sh = shmstat("--base-id", str(self.lg.base_id), "--filter", "^server\\.live$")
@@ -195,6 +202,11 @@ class AdminStatsTest(H.LegateTestCase):
         r = self.admin_get("/stats?filter=(")
         self.assertEqual(r.status, 400)
         self.assertIn(b"invalid regex", r.body)
+        for bad in ("%28.*%29%5C1", "a%7B1,100%7D", "x" * 300):
+            r = self.admin_get("/stats?filter=" + bad)
+            self.assertEqual(r.status, 400, bad)
+            self.assertIn(b"invalid regex in filter", r.body)
+        self.assertEqual(self.admin_get("/stats?filter=%5C%7B").status, 200)  # \{ is a brace
         r = self.admin_get("/stats?format=xml")
         self.assertEqual(r.status, 400)
         self.assertIn(b"unknown format", r.body)
@@ -412,12 +424,17 @@ class ShmstatErrorsTest(H.LegateTestCase):
                     data[at] = rnd.getrandbits(8)
             self.write_segment(base, bytes(data))
             for fmt in ("text", "json", "prometheus"):
-                sh = shmstat("--base-id", str(base), "--format", fmt, "--per-process")
-                self.assertIn(sh.returncode, (0, 1), (i, fmt, sh.stderr[-500:]))
-                if sh.returncode == 1:
-                    self.assertTrue(sh.stderr.startswith("shmstat: "), sh.stderr)
-                elif fmt == "json":
-                    json.loads(sh.stdout)  # whatever the names hold, still JSON
+                for extra in ([], ["--per-process"]):
+                    sh = subprocess.run([shmstat_path(), "--base-id", str(base), "--format", fmt]
+                                        + extra, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        timeout=20)
+                    self.assertIn(sh.returncode, (0, 1), (i, fmt, sh.stderr[-500:]))
+                    if sh.returncode == 1:
+                        self.assertTrue(sh.stderr.startswith(b"shmstat: "), sh.stderr)
+                    elif fmt == "json":
+                        json.loads(sh.stdout)  # bytes: must be UTF-8 and JSON, whatever the names
+                    else:
+                        sh.stdout.decode("utf-8")
 
     def test_another_user_reads_with_group_access(self):
         if os.geteuid() != 0 or shutil.which("setpriv") is None:

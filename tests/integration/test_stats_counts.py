@@ -132,7 +132,16 @@ class StatNamesTest(H.LegateTestCase):
         self.assertEqual(st["http.in.downstream_rq_header_timeout"], 1)
         self.assertEqual(st["http.in.downstream_rq_timeout"], 0)
 
+    def assert_upstream_connections_add_up(self, cluster):
+        """Every upstream connection is open, destroyed one way or the other,
+        or failed to connect: counted exactly once."""
+        st = self.stats()
+        p = "cluster.%s.upstream_cx_" % cluster
+        self.assertEqual(st[p + "total"], st[p + "active"] + st[p + "destroy_local"] +
+                         st[p + "destroy_remote"] + st[p + "connect_fail"], st)
+
     def test_client_reset_and_destroy_reasons(self):
+        remote_before = self.stats()["http.in.downstream_cx_destroy_remote"]
         c = H.RawConnection(self.port)
         c.send(b"GET /up/hang HTTP/1.1\r\nhost: t\r\n\r\n")
         self.assertTrue(H.wait_until(
@@ -140,7 +149,7 @@ class StatNamesTest(H.LegateTestCase):
         c.close()  # mid-request: a downstream reset, closed by the remote side
         st = self.settle()
         self.assertEqual(st["http.in.downstream_rq_rx_reset"], 1)
-        self.assertGreaterEqual(st["http.in.downstream_cx_destroy_remote"], 1)
+        self.assertEqual(st["http.in.downstream_cx_destroy_remote"], remote_before + 1)
         self.assertEqual(st["cluster.svc.upstream_rq_active"], 0)
         # The upstream connection that carried /hang could not be reused: legate closed it.
         self.assertTrue(H.wait_until(
@@ -157,6 +166,7 @@ class StatNamesTest(H.LegateTestCase):
         self.assertEqual(st["http.in.downstream_cx_destroy"],
                          st["listener.127.0.0.1_%d.downstream_cx_destroy" % self.port])
         self.assertEqual(st["http.in.downstream_cx_length_ms"], st["http.in.downstream_cx_destroy"])
+        self.assert_upstream_connections_add_up("svc")
 
     def test_connect_failures_and_server_gauges(self):
         self.assertEqual(H.get(self.port, "/dead/x").status, 503)
@@ -165,6 +175,7 @@ class StatNamesTest(H.LegateTestCase):
         self.assertEqual(st["cluster.dead.upstream_cx_connect_timeout"], 0)
         self.assertEqual(st["cluster.dead.upstream_cx_destroy_local"], 0)
         self.assertEqual(st["cluster.dead.upstream_cx_connect_ms"], 0)
+        self.assert_upstream_connections_add_up("dead")
         self.assertGreater(st["server.memory_allocated"], 0)
         self.assertGreater(st["server.memory_physical_size"], st["server.memory_allocated"] // 2)
         self.assertTrue(H.wait_until(lambda: self.stats().get("server.uptime", 0) >= 1, 5))

@@ -268,6 +268,68 @@ static void test_prometheus_names_and_tags(void **state)
     stats_view_free(&v);
 }
 
+/* A reader trusts the header it validated, not what the header says later:
+ * another process can rewrite it at any time. */
+static void test_header_rewritten_after_attach(void **state)
+{
+    struct fixture *f = *state;
+    put(&f->s, 1, "a.count", STAT_COUNTER, 2);
+    put(&f->s, 1, "b.time", STAT_HISTOGRAM, 5);
+    struct stats r;
+    assert_int_equal(stats_attach(&r, f->name, true, NULL), 0);
+    struct stats_view v;
+    struct stats_view_opts o = {.per_slot = true};
+    assert_int_equal(stats_view_take(&r, &o, &v), 0);
+    f->s.hdr->n_slots = 1u << 20;
+    f->s.hdr->max_stats = 1u << 24;
+    f->s.hdr->max_histograms = 1u << 24;
+    f->s.hdr->arena_size = 1ull << 40;
+    f->s.hdr->cells_off = 1ull << 40;
+    f->s.hdr->hists_off = 1ull << 40;
+    f->s.hdr->baseline_off = 1ull << 40;
+    atomic_store(&f->s.hdr->n_reserved, 1u << 24);
+    assert_int_equal(stats_view_refresh(&r, &o, &v), 0); /* n_reserved grew: a full take */
+    assert_int_equal(v.n, 2);
+    assert_int_equal(v.rows[0].value, 2);
+    stats_render_prometheus(&v, &f->out);
+    stats_view_free(&v);
+    stats_detach(&r);
+}
+
+/* Names that are not UTF-8 or hold control bytes never reach an output. */
+static void test_unprintable_names_are_left_out(void **state)
+{
+    struct fixture *f = *state;
+    put(&f->s, 1, "good.\xc3\xa9", STAT_COUNTER, 1);
+    put(&f->s, 1, "bad.\xf8\x80\x80", STAT_COUNTER, 1);
+    put(&f->s, 1, "bad.\xc3", STAT_COUNTER, 1);
+    put(&f->s, 1, "bad.\x1b[2J", STAT_COUNTER, 1);
+    struct stats_view v;
+    assert_int_equal(stats_view_take(&f->s, NULL, &v), 0);
+    assert_int_equal(v.n, 1);
+    assert_string_equal(v.rows[0].name, "good.\xc3\xa9");
+    stats_view_free(&v);
+}
+
+static void test_filters_refuse_what_would_take_exponential_time(void **state)
+{
+    (void)state;
+    regex_t re;
+    char err[128];
+    assert_int_equal(stats_filter_compile(&re, "(a*)\\1", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "backreferences"));
+    assert_int_equal(stats_filter_compile(&re, "((a{1,100}){1,100}){1,100}", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "bounded repeats"));
+    char longer[STATS_FILTER_MAX + 2];
+    memset(longer, 'a', sizeof(longer) - 1);
+    longer[sizeof(longer) - 1] = '\0';
+    assert_int_equal(stats_filter_compile(&re, longer, err, sizeof(err)), -1);
+    assert_int_equal(stats_filter_compile(&re, "(", err, sizeof(err)), -1);
+    assert_int_equal(stats_filter_compile(&re, "^cluster\\.a\\{b\\}|x+$", err, sizeof(err)), 0);
+    assert_int_equal(regexec(&re, "cluster.a{b}", 0, NULL, 0), 0);
+    regfree(&re);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +342,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_text_and_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_strings_are_always_valid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prometheus_names_and_tags, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_header_rewritten_after_attach, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unprintable_names_are_left_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_filters_refuse_what_would_take_exponential_time, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
