@@ -7,6 +7,7 @@ packages=(
   libhttp-parser-dev                     # HTTP/1 parsing: Debian's http_parser 2.9
   python3 curl wrk procps                # integration tests and the quickstart
   prometheus                             # promtool checks /stats/prometheus in the tests
+  haproxy nginx nghttp2-client           # tools/bench runs legate beside them (and a test runs it)
 )
 missing=()
 for p in "${packages[@]}"; do
