@@ -469,8 +469,7 @@ static void up_on_head(void *owner, const struct h1_head *resp)
     buf_printf(&c->out, "x-envoy-upstream-service-time: %ld\r\n", st->service_time_ms);
     put_connection_header(c);
     buf_append(&c->out, "\r\n", 2);
-    conn_flush(c);
-    conn_leave(c);
+    conn_leave(c); /* written at on_read_end (or on completion), with what follows */
 }
 
 static void up_on_body(void *owner, const char *data, size_t len)
@@ -489,7 +488,8 @@ static void up_on_body(void *owner, const char *data, size_t len)
         buf_append(&c->out, data, len);
     }
     st->bytes_sent += len;
-    conn_flush(c);
+    if (buf_len(&c->out) > WORKER_HIGH_WATERMARK)
+        conn_flush(c); /* a big read: write what we can before pausing */
     if (!c->dead && st->up != NULL && buf_len(&c->out) > WORKER_HIGH_WATERMARK &&
         !st->upstream_paused) {
         st->upstream_paused = true;
@@ -565,7 +565,16 @@ static void up_on_drained(void *owner)
     conn_leave(c);
 }
 
+static void up_on_read_end(void *owner)
+{
+    struct conn *c = owner;
+    conn_enter(c);
+    conn_flush(c);
+    conn_leave(c);
+}
+
 static const struct upstream_callbacks up_callbacks = {
+    .on_read_end = up_on_read_end,
     .on_head = up_on_head,
     .on_body = up_on_body,
     .on_complete = up_on_complete,

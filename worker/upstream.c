@@ -212,6 +212,8 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
         return;
     if (u->complete && buf_len(&u->in) > 0)
         u->keep_alive = false; /* bytes after the response: never reuse this one */
+    if (u->owner != NULL && u->cb->on_read_end != NULL)
+        u->cb->on_read_end(u->owner);
 }
 
 static void on_idle_event(struct ev_loop *loop, ev_io *w, int revents)

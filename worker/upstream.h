@@ -26,6 +26,10 @@ struct upstream_callbacks {
     void (*on_failure)(void *owner, enum upstream_failure why);
     /* The request bytes queued for the upstream fell below the low watermark. */
     void (*on_drained)(void *owner);
+    /* Everything one read brought has been delivered: head and body pieces
+     * are not flushed one by one, but once here (one write downstream, one
+     * TCP segment for a small response, instead of one per piece). */
+    void (*on_read_end)(void *owner);
 };
 
 struct upstream;
