@@ -40,10 +40,23 @@ static void heap_usage(size_t *allocated, size_t *heap)
 #endif
 }
 
+/* Free heap beyond this is given back to the kernel at the next tick. */
+#define TRIM_SLACK (8u << 20)
+
 static void proc_stats_update(struct proc_stats *ps, ev_tstamp now)
 {
     size_t allocated, heap;
     heap_usage(&allocated, &heap);
+#ifndef __SANITIZE_ADDRESS__
+    /* A burst (thousands of requests in flight at once) leaves the heap full
+     * of freed chunks that glibc keeps resident; idle connections would then
+     * cost the memory of the busiest second. malloc_trim returns every free
+     * page, wherever it lies in the heap, at most once a second. */
+    if (heap > allocated + TRIM_SLACK) {
+        malloc_trim(0);
+        heap_usage(&allocated, &heap);
+    }
+#endif
     stats_gauge_set(ps->stats, ps->allocated, (int64_t)allocated);
     stats_gauge_set(ps->stats, ps->heap_size, (int64_t)heap);
     stats_gauge_set(ps->stats, ps->physical_size, resident_bytes(ps->statm_fd));

@@ -145,7 +145,8 @@ struct h1_parser {
     const char *url;
     size_t url_len;
     enum last_cb last_cb;
-    struct h1_header headers[H1_MAX_HEADERS];
+    struct h1_header *headers; /* grown as fields arrive, up to H1_MAX_HEADERS */
+    size_t headers_cap;
     struct h1_head head;
 
     /* body framing */
@@ -858,6 +859,18 @@ static int hp_on_header_field(http_parser *hp, const char *at, size_t n)
     }
     if (h->n_headers == H1_MAX_HEADERS)
         return set_error(p, 400, "header parse mismatch");
+    if (h->n_headers == p->headers_cap) {
+        /* Most heads have a handful of fields: start small, double. */
+        size_t cap = p->headers_cap ? p->headers_cap * 2 : 16;
+        if (cap > H1_MAX_HEADERS)
+            cap = H1_MAX_HEADERS;
+        struct h1_header *nh = realloc(p->headers, cap * sizeof(*nh));
+        if (nh == NULL)
+            return set_error(p, 500, "out of memory");
+        p->headers = nh;
+        p->headers_cap = cap;
+        h->headers = nh;
+    }
     struct h1_header *f = &p->headers[h->n_headers++];
     f->name = at;
     f->name_len = n;
@@ -1226,6 +1239,7 @@ void h1_parser_free(struct h1_parser *p)
     if (p == NULL)
         return;
     free(p->buf);
+    free(p->headers);
     free(p);
 }
 
@@ -1319,6 +1333,20 @@ bool h1_parser_is_idle(const struct h1_parser *p)
     if (p->failed)
         return false;
     return p->stopped || (p->phase == PH_HEAD && p->sst == S_LEAD);
+}
+
+void h1_parser_trim(struct h1_parser *p)
+{
+    if (p->failed || p->in_execute || p->stopped || p->phase != PH_HEAD || p->sst != S_LEAD ||
+        p->len > 0)
+        return;
+    free(p->buf);
+    p->buf = NULL;
+    p->cap = 0;
+    free(p->headers);
+    p->headers = NULL;
+    p->headers_cap = 0;
+    p->head.headers = NULL;
 }
 
 int h1_parser_error_status(const struct h1_parser *p)

@@ -125,6 +125,10 @@ bool h1_parser_is_stopped(const struct h1_parser *p);
 /* True if no byte of a next message has been consumed yet (idle connection);
  * empty lines before a request line (RFC 9112 §2.2) do not count. */
 bool h1_parser_is_idle(const struct h1_parser *p);
+/* Between messages, with nothing of the next one seen: give back the head
+ * storage (the next head allocates it again), so that an idle keep-alive
+ * connection holds none. Does nothing otherwise. */
+void h1_parser_trim(struct h1_parser *p);
 
 /* After -1: the HTTP status to answer with, or 0 if a callback asked to stop;
  * and a short reason for logs and the response body, e.g. "invalid

@@ -371,6 +371,15 @@ static void stream_end(struct conn *c)
     st->req = NULL;
     if (c->dead)
         return;
+    /* An idle keep-alive connection holds no buffers: nothing is pending
+     * either way, and most connections wait far longer than they work. */
+    if (buf_len(&c->in) == 0 && !c->close_after) {
+        h1_parser_resume(c->parser);
+        h1_parser_trim(c->parser);
+        buf_release(&c->in);
+    }
+    if (buf_len(&c->out) == 0)
+        buf_release(&c->out);
     if (c->close_after) {
         c->closing = true;
         conn_update_read(c);
