@@ -126,3 +126,29 @@ ssize_t buf_read_from(struct buf *b, int fd, size_t max)
         b->end += (size_t)n;
     return n;
 }
+
+int buf_append_field(struct buf *b, const char *name, size_t name_len, const char *value,
+                     size_t value_len)
+{
+    char *p = buf_reserve(b, name_len + value_len + 4);
+    if (p == NULL)
+        return -1;
+    memcpy(p, name, name_len);
+    p[name_len] = ':';
+    p[name_len + 1] = ' ';
+    memcpy(p + name_len + 2, value, value_len);
+    p[name_len + 2 + value_len] = '\r';
+    p[name_len + 3 + value_len] = '\n';
+    buf_commit(b, name_len + value_len + 4);
+    return 0;
+}
+
+int buf_append_u64(struct buf *b, uint64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+    do
+        digits[sizeof(digits) - ++n] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    return buf_append(b, digits + sizeof(digits) - n, n);
+}

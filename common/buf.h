@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct buf {
@@ -33,6 +34,12 @@ static inline void buf_commit(struct buf *b, size_t n)
 }
 int buf_append(struct buf *b, const void *data, size_t n);
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "name: value\r\n", for the hot path: one reservation and two copies, no
+ * format parsing. */
+int buf_append_field(struct buf *b, const char *name, size_t name_len, const char *value,
+                     size_t value_len);
+/* A decimal number, without printf. */
+int buf_append_u64(struct buf *b, uint64_t v);
 /* Drop `n` bytes from the front. */
 void buf_consume(struct buf *b, size_t n);
 /* Free the storage (only when empty, or when the content is to be dropped). */

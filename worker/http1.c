@@ -1359,19 +1359,27 @@ const char *h1_parser_error_reason(const struct h1_parser *p)
     return p->failed ? p->err_reason : "";
 }
 
-bool h1_header_is(const struct h1_header *h, const char *name)
+bool h1_name_is(const char *name, size_t len, const char *lit, size_t lit_len)
 {
-    return ieq_lit(h->name, h->name_len, name);
+    return ieq(name, len, lit, lit_len);
 }
 
 bool h1_header_is_hop_by_hop(const struct h1_head *head, const struct h1_header *h)
 {
-    static const char *const fixed[] = {
-        "connection",        "keep-alive", "proxy-connection", "te",
-        "transfer-encoding", "upgrade",    "trailer",          "content-length",
+#define LIT(s)                                                                                     \
+    {                                                                                              \
+        s, sizeof(s) - 1                                                                           \
+    }
+    static const struct {
+        const char *name;
+        size_t len;
+    } fixed[] = {
+        LIT("connection"),        LIT("keep-alive"), LIT("proxy-connection"), LIT("te"),
+        LIT("transfer-encoding"), LIT("upgrade"),    LIT("trailer"),          LIT("content-length"),
     };
+#undef LIT
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-        if (h1_header_is(h, fixed[i]))
+        if (h->name_len == fixed[i].len && ieq(h->name, h->name_len, fixed[i].name, fixed[i].len))
             return true;
     if (head == NULL)
         return false;

@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -144,7 +145,14 @@ const char *h1_parser_error_reason(const struct h1_parser *p);
 /* Helpers for the proxy around the codec. */
 
 /* Case-insensitive header-name comparison with a NUL-terminated name. */
-bool h1_header_is(const struct h1_header *h, const char *name);
+bool h1_name_is(const char *name, size_t len, const char *lit, size_t lit_len);
+/* Inline so that the length of a literal name is known at compile time and
+ * most fields are told apart by length alone. */
+static inline bool h1_header_is(const struct h1_header *h, const char *name)
+{
+    size_t n = strlen(name);
+    return h->name_len == n && h1_name_is(h->name, h->name_len, name, n);
+}
 
 /* True for the headers a proxy must not forward (RFC 9110 §7.6.1): Connection,
  * Keep-Alive, Proxy-Connection, TE, Transfer-Encoding, Upgrade, Trailer, and every

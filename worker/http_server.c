@@ -454,28 +454,34 @@ static void up_on_head(void *owner, const struct h1_head *resp)
     if (st->framing == FRAME_CLOSE)
         c->close_after = true;
 
-    buf_printf(&c->out, "HTTP/1.1 %d %s\r\n", resp->status,
-               resp->reason && resp->reason[0] ? resp->reason : h1_reason_phrase(resp->status));
+    const char *reason =
+        resp->reason && resp->reason[0] ? resp->reason : h1_reason_phrase(resp->status);
+    buf_append(&c->out, "HTTP/1.1 ", 9);
+    buf_append_u64(&c->out, (uint64_t)resp->status);
+    buf_append(&c->out, " ", 1);
+    buf_append(&c->out, reason, strlen(reason));
+    buf_append(&c->out, "\r\n", 2);
     for (size_t i = 0; i < resp->n_headers; i++) {
         const struct h1_header *h = &resp->headers[i];
         /* HEAD and 304 responses describe the body they did not send: keep it. */
         if (no_body && h1_header_is(h, "content-length")) {
             if (resp->status != 204)
-                buf_printf(&c->out, "%.*s: %.*s\r\n", (int)h->name_len, h->name, (int)h->value_len,
-                           h->value);
+                buf_append_field(&c->out, h->name, h->name_len, h->value, h->value_len);
             continue;
         }
         if (h1_header_is_hop_by_hop(resp, h))
             continue;
-        buf_printf(&c->out, "%.*s: %.*s\r\n", (int)h->name_len, h->name, (int)h->value_len,
-                   h->value);
+        buf_append_field(&c->out, h->name, h->name_len, h->value, h->value_len);
     }
-    if (st->framing == FRAME_LENGTH)
-        buf_printf(&c->out, "content-length: %llu\r\n",
-                   (unsigned long long)(resp->body == H1_BODY_LENGTH ? resp->content_length : 0));
-    else if (st->framing == FRAME_CHUNKED)
+    if (st->framing == FRAME_LENGTH) {
+        buf_append(&c->out, "content-length: ", 16);
+        buf_append_u64(&c->out, resp->body == H1_BODY_LENGTH ? resp->content_length : 0);
+        buf_append(&c->out, "\r\n", 2);
+    } else if (st->framing == FRAME_CHUNKED)
         buf_append(&c->out, "transfer-encoding: chunked\r\n", 28);
-    buf_printf(&c->out, "x-envoy-upstream-service-time: %ld\r\n", st->service_time_ms);
+    buf_append(&c->out, "x-envoy-upstream-service-time: ", 31);
+    buf_append_u64(&c->out, (uint64_t)(st->service_time_ms > 0 ? st->service_time_ms : 0));
+    buf_append(&c->out, "\r\n", 2);
     put_connection_header(c);
     buf_append(&c->out, "\r\n", 2);
     conn_leave(c); /* written at on_read_end (or on completion), with what follows */
@@ -638,11 +644,14 @@ static void write_upstream_head(struct conn *c, struct buf *out, const char *pat
 {
     struct stream *st = &c->st;
     const struct h1_head *h = st->req;
-    buf_printf(out, "%s %.*s HTTP/1.1\r\n", h->method, (int)path_len, path);
+    buf_append(out, h->method, strlen(h->method));
+    buf_append(out, " ", 1);
+    buf_append(out, path, path_len);
+    buf_append(out, " HTTP/1.1\r\n", 11);
     if (h->authority != NULL)
-        buf_printf(out, "host: %.*s\r\n", (int)h->authority_len, h->authority);
+        buf_append_field(out, "host", 4, h->authority, h->authority_len);
     else
-        buf_printf(out, "host: %s\r\n", st->upstream_host);
+        buf_append_field(out, "host", 4, st->upstream_host, strlen(st->upstream_host));
     bool have_xfp = false, have_rid = false;
     char xff[1024];
     size_t xff_len = 0;
@@ -663,8 +672,7 @@ static void write_upstream_head(struct conn *c, struct buf *out, const char *pat
             have_xfp = true;
         if (h1_header_is(hd, "x-request-id"))
             have_rid = true;
-        buf_printf(out, "%.*s: %.*s\r\n", (int)hd->name_len, hd->name, (int)hd->value_len,
-                   hd->value);
+        buf_append_field(out, hd->name, hd->name_len, hd->value, hd->value_len);
     }
     buf_printf(out, "x-forwarded-for: %.*s%s\r\n", (int)xff_len, xff, c->peer_ip);
     if (!have_xfp)
@@ -674,9 +682,11 @@ static void write_upstream_head(struct conn *c, struct buf *out, const char *pat
         st->request_id_generated = true;
         buf_printf(out, "x-request-id: %s\r\n", st->request_id);
     }
-    if (h->body == H1_BODY_LENGTH)
-        buf_printf(out, "content-length: %llu\r\n", (unsigned long long)h->content_length);
-    else if (h->body == H1_BODY_CHUNKED)
+    if (h->body == H1_BODY_LENGTH) {
+        buf_append(out, "content-length: ", 16);
+        buf_append_u64(out, h->content_length);
+        buf_append(out, "\r\n", 2);
+    } else if (h->body == H1_BODY_CHUNKED)
         buf_append(out, "transfer-encoding: chunked\r\n", 28);
     buf_append(out, "\r\n", 2);
 }
