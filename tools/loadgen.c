@@ -288,5 +288,11 @@ int main(int argc, char **argv)
                r.rate, achieved, (unsigned long long)r.done, (unsigned long long)r.errors,
                (unsigned long long)p50, (unsigned long long)p99, (unsigned long long)p999,
                (unsigned long long)max);
+    fflush(stdout);
+    for (int i = 0; i < r.n_conns; i++)
+        close(r.conns[i].fd);
+    close(ep);
+    free(r.conns);
+    free(r.lat_us);
     return r.errors > 0 ? 1 : 0;
 }
