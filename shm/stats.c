@@ -517,12 +517,40 @@ bool stats_entry_info(const struct stats *s, uint32_t id, enum stat_kind *kind, 
     return true;
 }
 
-/* A pid that exists and has not exited (a zombie has, but still answers kill). */
-static bool pid_running(pid_t pid)
+/* When the process with this /proc/<pid>/stat text started, in Unix time,
+ * or -1 if that cannot be told. */
+static long long process_start_unix(const char *stat_text)
+{
+    const char *p = strrchr(stat_text, ')'); /* the command name may hold anything */
+    if (p == NULL)
+        return -1;
+    /* starttime is field 22; the state after ')' is field 3 */
+    for (int field = 2; field < 22 && p != NULL; field++)
+        p = strchr(p + 1, ' ');
+    unsigned long long ticks;
+    if (p == NULL || sscanf(p + 1, "%llu", &ticks) != 1)
+        return -1;
+    FILE *f = fopen("/proc/stat", "re");
+    if (f == NULL)
+        return -1;
+    char line[256];
+    long long btime = -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "btime %lld", &btime) == 1)
+            break;
+    fclose(f);
+    long hz = sysconf(_SC_CLK_TCK);
+    return btime < 0 || hz <= 0 ? -1 : btime + (long long)(ticks / (unsigned long long)hz);
+}
+
+/* A pid that exists, has not exited (a zombie has, but still answers kill),
+ * and is not a newer process that reused the pid: one started after the
+ * segment was made cannot be the supervisor that made it. */
+static bool pid_running(pid_t pid, int64_t created_unix)
 {
     if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM))
         return false;
-    char path[64], text[256];
+    char path[64], text[1024];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -532,14 +560,17 @@ static bool pid_running(pid_t pid)
     if (n <= 0)
         return true;
     text[n] = '\0';
-    const char *paren = strrchr(text, ')'); /* the command name may hold anything */
-    return paren == NULL || paren[1] != ' ' || (paren[2] != 'Z' && paren[2] != 'X');
+    const char *paren = strrchr(text, ')');
+    if (paren != NULL && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X'))
+        return false;
+    long long started = process_start_unix(text);
+    return started < 0 || started <= (long long)created_unix + 2; /* 2 s: rounding slack */
 }
 
 bool stats_owner_alive(const struct stats *s)
 {
     return atomic_load_explicit(&s->hdr->owner_alive, memory_order_relaxed) &&
-           pid_running(s->hdr->supervisor_pid);
+           pid_running(s->hdr->supervisor_pid, s->hdr->created_unix);
 }
 
 static struct stats_slot_info *slot_info(const struct stats *s, uint32_t slot)

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "shm/stats.h"
@@ -176,6 +178,22 @@ static void test_owner_alive(void **state)
     atomic_store(&f->s.hdr->owner_alive, 1);
     f->s.hdr->supervisor_pid = 0;
     assert_false(stats_owner_alive(&f->s));
+    /* A pid reused by a process started after the segment was made is not
+     * its owner: a child started now, against a segment made 100 s ago. */
+    pid_t child = fork();
+    if (child == 0) {
+        pause();
+        _exit(0);
+    }
+    assert_true(child > 0);
+    f->s.hdr->supervisor_pid = child;
+    int64_t made = f->s.hdr->created_unix;
+    assert_true(stats_owner_alive(&f->s));
+    f->s.hdr->created_unix = made - 100;
+    assert_false(stats_owner_alive(&f->s));
+    f->s.hdr->created_unix = made;
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
 }
 
 static void test_text_and_json(void **state)
