@@ -467,11 +467,13 @@ uint64_t stats_slot_value(const struct stats *s, int id, uint32_t slot)
     return atomic_load_explicit(cell(s, slot, c.index), memory_order_relaxed);
 }
 
-static uint64_t slot_sum(const struct stats *s, int id)
+/* A counter's or gauge's cells summed over every slot. The caller has read
+ * and checked the entry once; the column is not looked up again per slot. */
+static uint64_t column_sum(const struct stats *s, uint32_t index)
 {
     uint64_t sum = 0;
     for (uint32_t slot = 0; slot < s->g.n_slots; slot++)
-        sum += stats_slot_value(s, id, slot);
+        sum += atomic_load_explicit(cell(s, slot, index), memory_order_relaxed);
     return sum;
 }
 
@@ -485,14 +487,17 @@ uint64_t stats_counter_value(const struct stats *s, int id)
     struct entry_copy c;
     if (!entry_read_id(s, id, &c) || c.kind != STAT_COUNTER)
         return 0;
-    uint64_t sum = slot_sum(s, id);
+    uint64_t sum = column_sum(s, c.index);
     uint64_t base = atomic_load_explicit(baseline(s, c.index), memory_order_relaxed);
     return sum >= base ? sum - base : 0; /* a hostile baseline cannot wrap it */
 }
 
 int64_t stats_gauge_value(const struct stats *s, int id)
 {
-    return (int64_t)slot_sum(s, id); /* two's complement sums as signed */
+    struct entry_copy c;
+    if (!entry_read_id(s, id, &c) || c.kind == STAT_HISTOGRAM)
+        return 0;
+    return (int64_t)column_sum(s, c.index); /* two's complement sums as signed */
 }
 
 void stats_reset_counters(struct stats *s)
@@ -503,7 +508,8 @@ void stats_reset_counters(struct stats *s)
     for (uint32_t id = 0; id < n; id++) {
         struct entry_copy c;
         if (entry_read(s, &table(s)[id], &c) && c.kind == STAT_COUNTER)
-            atomic_store_explicit(baseline(s, c.index), slot_sum(s, (int)id), memory_order_relaxed);
+            atomic_store_explicit(baseline(s, c.index), column_sum(s, c.index),
+                                  memory_order_relaxed);
     }
 }
 

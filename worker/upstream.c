@@ -50,6 +50,12 @@ static struct upstream *from_link(struct pool_link *l)
     return (struct upstream *)((char *)l - offsetof(struct upstream, link));
 }
 
+static void count_connect_fail(struct upstream *u)
+{
+    stats_cell_add(u->host->stats->cx_connect_fail, 1);
+    stats_cell_add(u->host->hstats.cx_connect_fail, 1);
+}
+
 static void upstream_destroy(struct upstream *u)
 {
     stats_cell_add(u->host->stats->cx_active, (uint64_t)-1);
@@ -73,10 +79,8 @@ static void upstream_destroy(struct upstream *u)
 /* Close an active (or connecting) connection and tell the owner, if any. */
 static void upstream_fail(struct upstream *u, enum upstream_failure why)
 {
-    if (why == UPSTREAM_CONNECT_FAILED || why == UPSTREAM_CONNECT_TIMEOUT) {
-        stats_cell_add(u->host->stats->cx_connect_fail, 1);
-        stats_cell_add(u->host->hstats.cx_connect_fail, 1);
-    }
+    if (why == UPSTREAM_CONNECT_FAILED || why == UPSTREAM_CONNECT_TIMEOUT)
+        count_connect_fail(u);
     if (why == UPSTREAM_CONNECT_TIMEOUT)
         stats_cell_add(u->host->stats->cx_connect_timeout, 1);
     if (why == UPSTREAM_RESET)
@@ -439,10 +443,8 @@ static void do_release(struct upstream *u, bool reusable)
      * failure was still to be reported is a connect failure. */
     if (u->state == UP_CONNECTING)
         stats_cell_add(u->host->stats->cx_destroy_local, 1);
-    else if (u->state == UP_FAILED) {
-        stats_cell_add(u->host->stats->cx_connect_fail, 1);
-        stats_cell_add(u->host->hstats.cx_connect_fail, 1);
-    }
+    else if (u->state == UP_FAILED)
+        count_connect_fail(u);
     pool_drop_active(&u->host->pool);
     upstream_destroy(u);
 }
