@@ -647,9 +647,7 @@ uint64_t stats_hist_slot_count(const struct stats *s, int id, uint32_t slot)
 
 uint64_t stats_hist_quantile(const struct stats_hist_snapshot *h, double q)
 {
-    uint64_t total = 0;
-    for (uint32_t b = 0; b < STATS_HIST_BUCKETS; b++)
-        total += h->buckets[b];
+    uint64_t total = h->count; /* the buckets' sum, as stats_hist_read counts it */
     if (total == 0)
         return 0;
     if (q < 0)

@@ -211,7 +211,8 @@ void stats_hist_read(const struct stats *s, int id, struct stats_hist_snapshot *
 /* One slot's sample count of a histogram (shmstat --per-process). */
 uint64_t stats_hist_slot_count(const struct stats *s, int id, uint32_t slot);
 /* The q-quantile (0..1) of a snapshot: the upper bound of the bucket it falls
- * in (exact to a bucket). 0 for an empty histogram. */
+ * in (exact to a bucket). 0 for an empty histogram. The snapshot's count is
+ * the sum of its buckets (stats_hist_read makes it so), not summed again. */
 uint64_t stats_hist_quantile(const struct stats_hist_snapshot *h, double q);
 /* Bucket arithmetic (stats_hist_bucket above), exposed for tests and exporters. */
 uint64_t stats_hist_bucket_upper(uint32_t bucket);
