@@ -32,8 +32,16 @@ struct ipc_hello {
     int32_t pid;   /* the sender's pid */
 };
 
+/* Drain flags. A stop closes idle keep-alive connections at once: nobody will
+ * serve the client's next request. A hot restart keeps them (closing one races
+ * with the client's next request) until the deadline, or, gradual, closes them
+ * spread over the drain time, as the next generation takes their clients. */
+#define IPC_DRAIN_KEEP_IDLE 1u
+#define IPC_DRAIN_GRADUAL 2u
+
 struct ipc_drain {
     uint32_t deadline_ms; /* close whatever is left this long after receipt */
+    uint32_t flags;       /* IPC_DRAIN_* */
 };
 
 enum ipc_type {
@@ -42,7 +50,7 @@ enum ipc_type {
 #undef IPC_ENUM
 };
 
-#define IPC_MAGIC 0x4c474331u /* "LGC1": bump when a payload changes */
+#define IPC_MAGIC 0x4c474332u /* "LGC2": bump when a payload changes */
 
 struct ipc_header {
     uint32_t magic;

@@ -20,7 +20,15 @@ enum role {
     ROLE_UPSTREAM,
 };
 
-/* Handed from the supervisor to a child at fork (copy-on-write). */
+/* A listening socket the listener is handed instead of binding one: kept by
+ * the supervisor from a previous listener, or from the previous generation. */
+struct listen_fd {
+    uint16_t index; /* listener in configuration order; the admin listener last */
+    uint16_t shard; /* reuseport: the worker it is for; else 0 */
+    int fd;
+};
+
+/* Handed from the supervisor to a child on its command line. */
 struct child_ctx {
     const struct config *cfg;
     enum role role;
@@ -29,13 +37,16 @@ struct child_ctx {
     const char *control_endpoint; /* ipc:// endpoint of the supervisor's ROUTER */
     const char *runtime_dir;      /* private 0700 directory */
     unsigned base_id;
+    unsigned restart_epoch;  /* this process's generation */
     uint32_t drain_time_ms;  /* --drain-time-s, for a drain started by a signal */
     bool reuseport;          /* --accept-strategy reuseport: a socket per worker */
     struct stats *stats;     /* the statistics segment, attached with this child's slot */
     int fd_sock;             /* worker: its end of the socketpair to the listener */
-    int sup_sock;            /* worker: its end of the socketpair to the supervisor */
+    int sup_sock;            /* worker, listener: its end of the socketpair to the supervisor */
     const int *worker_socks; /* listener: the listener's end for each worker slot */
     size_t n_worker_socks;
+    struct listen_fd *listen_fds; /* listener: sockets to use instead of binding */
+    size_t n_listen_fds;
 };
 
 /* Common start of every child; fills `ch` (the control channel to the supervisor)

@@ -1,6 +1,7 @@
 /* The listener role: owns every listening socket and hands them to workers.
  * It never reads a byte from a client. */
 #include <errno.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -88,6 +89,48 @@ static void on_worker_request(struct ev_loop *loop, ev_io *w, int revents)
         log_debug("handed %zu sockets to a worker", st->n_fds);
 }
 
+/* The socket for (index, shard): the one the supervisor handed us if there is
+ * one (the same socket, accept queue and all), else a fresh bind. */
+static int take_or_bind(const struct child_ctx *ctx, uint16_t index, uint16_t shard,
+                        const struct cfg_addr *a, const char *what, bool reuseport)
+{
+    for (size_t i = 0; i < ctx->n_listen_fds; i++) {
+        struct listen_fd *lf = &ctx->listen_fds[i];
+        if (lf->fd >= 0 && lf->index == index && lf->shard == shard) {
+            int fd = lf->fd;
+            lf->fd = -1;
+            log_debug("%s: inherited socket %d", what, fd);
+            return fd;
+        }
+    }
+    return bind_listener(a, what, reuseport);
+}
+
+/* Give the supervisor a copy of every socket (see listener/handoff.h). */
+static void send_sockets_to_supervisor(const struct listener_state *st, int sup_sock)
+{
+    struct listen_socks_msg m = {.magic = LISTEN_SOCKS_MAGIC};
+    int fds[LISTEN_SOCKS_MAX];
+    size_t shards = st->worker_fds != NULL ? st->ctx->n_worker_socks : 1;
+    for (size_t wk = 0; wk < shards; wk++)
+        for (size_t i = 0; i < st->n_fds; i++) {
+            int fd = st->worker_fds != NULL ? st->worker_fds[wk][i] : st->fds[i];
+            if (wk > 0 && fd == st->fds[i])
+                continue; /* the admin socket is not sharded */
+            if (m.n == LISTEN_SOCKS_MAX) {
+                log_warn("more than %d listening sockets: the supervisor keeps the first %d",
+                         LISTEN_SOCKS_MAX, LISTEN_SOCKS_MAX);
+                goto send;
+            }
+            m.ids[m.n] = (struct listen_sock_id){.index = (uint16_t)i, .shard = (uint16_t)wk};
+            fds[m.n++] = fd;
+        }
+send:
+    if (ipc_send_fds(sup_sock, &m, offsetof(struct listen_socks_msg, ids) + m.n * sizeof(m.ids[0]),
+                     fds, m.n) != 0)
+        log_warn("cannot give the supervisor the listening sockets: %s", strerror(errno));
+}
+
 int listener_run(const struct child_ctx *ctx)
 {
     static struct listener_state st;
@@ -101,7 +144,7 @@ int listener_run(const struct child_ctx *ctx)
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         char what[160];
         snprintf(what, sizeof(what), "listener '%s'", cfg->listeners[i].name);
-        int fd = bind_listener(&cfg->listeners[i].addr, what, ctx->reuseport);
+        int fd = take_or_bind(ctx, (uint16_t)i, 0, &cfg->listeners[i].addr, what, ctx->reuseport);
         if (fd < 0)
             return 1;
         st.fds[st.n_fds++] = fd;
@@ -110,7 +153,7 @@ int listener_run(const struct child_ctx *ctx)
     }
     if (st.has_admin) {
         /* The admin listener is never sharded: it is not on the hot path. */
-        int fd = bind_listener(&cfg->admin.addr, "admin", false);
+        int fd = take_or_bind(ctx, (uint16_t)cfg->n_listeners, 0, &cfg->admin.addr, "admin", false);
         if (fd < 0)
             return 1;
         st.fds[st.n_fds++] = fd;
@@ -125,7 +168,8 @@ int listener_run(const struct child_ctx *ctx)
             st.worker_fds[wk] = calloc(st.n_fds, sizeof(int));
             for (size_t i = 0; i < st.n_fds; i++) {
                 bool shard = i < cfg->n_listeners && wk > 0;
-                int fd = shard ? bind_listener(&cfg->listeners[i].addr, "listener shard", true)
+                int fd = shard ? take_or_bind(ctx, (uint16_t)i, (uint16_t)wk,
+                                              &cfg->listeners[i].addr, "listener shard", true)
                                : st.fds[i];
                 if (fd < 0)
                     return 1;
@@ -133,6 +177,12 @@ int listener_run(const struct child_ctx *ctx)
             }
         }
     }
+    /* Handed sockets this configuration has no use for are not ours to keep. */
+    for (size_t i = 0; i < ctx->n_listen_fds; i++)
+        if (ctx->listen_fds[i].fd >= 0)
+            close(ctx->listen_fds[i].fd);
+    if (ctx->sup_sock >= 0)
+        send_sockets_to_supervisor(&st, ctx->sup_sock);
     st.worker_io = calloc(ctx->n_worker_socks, sizeof(ev_io));
     for (size_t i = 0; i < ctx->n_worker_socks; i++) {
         ev_io_init(&st.worker_io[i], on_worker_request, ctx->worker_socks[i], EV_READ);

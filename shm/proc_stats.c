@@ -98,3 +98,10 @@ void proc_stats_stop(struct proc_stats *ps, struct ev_loop *loop)
         close(ps->statm_fd);
     ps->statm_fd = -1;
 }
+
+void proc_stats_drop_uptime(struct proc_stats *ps)
+{
+    ps->with_uptime = false;
+    if (ps->uptime >= 0)
+        stats_gauge_set(ps->stats, ps->uptime, 0);
+}

@@ -25,5 +25,8 @@ struct proc_stats {
 void proc_stats_start(struct proc_stats *ps, struct ev_loop *loop, struct stats *stats,
                       bool with_uptime);
 void proc_stats_stop(struct proc_stats *ps, struct ev_loop *loop);
+/* A supervisor that hands over to the next generation: the uptime is the
+ * serving generation's, so this one's stops counting and reads 0. */
+void proc_stats_drop_uptime(struct proc_stats *ps);
 
 #endif

@@ -109,6 +109,7 @@ int stats_create(struct stats *s, const char *shm_name, const struct stats_layou
     h->base_id = base_id;
     h->epoch = epoch;
     h->created_unix = (int64_t)time(NULL);
+    h->owner_since_unix = h->created_unix;
     h->supervisor_pid = (int32_t)getpid();
     h->n_slots = layout->n_slots;
     h->max_stats = layout->max_stats;
@@ -576,7 +577,7 @@ static bool pid_running(pid_t pid, int64_t created_unix)
 bool stats_owner_alive(const struct stats *s)
 {
     return atomic_load_explicit(&s->hdr->owner_alive, memory_order_relaxed) &&
-           pid_running(s->hdr->supervisor_pid, s->hdr->created_unix);
+           pid_running(s->hdr->supervisor_pid, s->hdr->owner_since_unix);
 }
 
 static struct stats_slot_info *slot_info(const struct stats *s, uint32_t slot)
@@ -584,15 +585,28 @@ static struct stats_slot_info *slot_info(const struct stats *s, uint32_t slot)
     return (struct stats_slot_info *)((char *)s->base + s->g.slots_off) + slot;
 }
 
-void stats_slot_claim(struct stats *s, uint32_t slot, pid_t pid, const char *title)
+void stats_slot_claim(struct stats *s, uint32_t slot, pid_t pid, const char *title, uint32_t epoch)
 {
     if (s->read_only || slot >= s->g.n_slots)
         return;
     struct stats_slot_info *si = slot_info(s, slot);
     si->pid = (int32_t)pid;
     si->started_unix = (int64_t)time(NULL);
+    si->epoch = epoch;
     snprintf(si->title, sizeof(si->title), "%s", title);
     atomic_store_explicit(&si->state, STATS_SLOT_ALIVE, memory_order_release);
+}
+
+void stats_set_owner(struct stats *s, pid_t pid, uint32_t epoch)
+{
+    if (s->read_only)
+        return;
+    /* The time first: a reader that sees it with the old pid still finds a
+     * process started before it, alive (the old owner is, for a while). */
+    s->hdr->owner_since_unix = (int64_t)time(NULL);
+    s->hdr->epoch = epoch;
+    atomic_store_explicit(&s->hdr->owner_alive, 1, memory_order_relaxed);
+    s->hdr->supervisor_pid = (int32_t)pid;
 }
 
 void stats_slot_exited(struct stats *s, uint32_t slot)
@@ -611,6 +625,7 @@ bool stats_slot_info(const struct stats *s, uint32_t slot, struct stats_slot_inf
     atomic_init(&out->state, state);
     out->pid = *(const volatile int32_t *)&si->pid;
     out->started_unix = *(const volatile int64_t *)&si->started_unix;
+    out->epoch = *(const volatile uint32_t *)&si->epoch;
     memcpy(out->title, (const void *)si->title, sizeof(out->title));
     out->title[sizeof(out->title) - 1] = '\0';
     return true;

@@ -24,7 +24,7 @@
 #include <sys/types.h>
 
 #define STATS_MAGIC 0x3154415453474c00ull /* "\0LGSTAT1" */
-#define STATS_LAYOUT_VERSION 2u           /* bump on any change below */
+#define STATS_LAYOUT_VERSION 3u           /* bump on any change below */
 
 /* Histogram buckets: values 0..15 exactly, then 8 linear sub-buckets per power
  * of two up to 2^40 (a value is exact to within 12.5%); larger values land in
@@ -53,8 +53,8 @@ struct stats_header {
     uint32_t header_size; /* sizeof(struct stats_header) */
     uint32_t base_id;
     uint32_t epoch;         /* hot-restart epoch of the generation that made it */
-    int64_t created_unix;   /* creation time, seconds */
-    int32_t supervisor_pid; /* its creator */
+    int64_t created_unix;   /* creation time, seconds (the first generation's start) */
+    int32_t supervisor_pid; /* its owner: the supervisor of the generation serving */
     uint32_t n_slots;
     uint32_t max_stats;
     uint32_t max_histograms;
@@ -74,6 +74,7 @@ struct stats_header {
     uint32_t row_stride;         /* cells per slot row: max_stats rounded up to 8 */
     uint64_t slots_off;          /* n_slots x struct stats_slot_info */
     uint64_t baseline_off;       /* max_stats x 8 bytes: counter values at the last reset */
+    int64_t owner_since_unix;    /* when supervisor_pid became the owner (hot restart moves it) */
 };
 
 /* Who writes a slot, kept by the supervisor so that readers (shmstat
@@ -88,6 +89,8 @@ struct stats_slot_info {
     _Atomic uint32_t state; /* enum stats_slot_state; written last (release) */
     int32_t pid;
     int64_t started_unix;
+    uint32_t epoch; /* hot-restart epoch of the process's generation */
+    uint32_t unused;
     char title[48]; /* "worker 0"; readers copy it and terminate it themselves */
 };
 
@@ -234,7 +237,10 @@ bool stats_entry_info(const struct stats *s, uint32_t id, enum stat_kind *kind, 
 bool stats_owner_alive(const struct stats *s);
 
 /* The supervisor's record of who writes a slot. */
-void stats_slot_claim(struct stats *s, uint32_t slot, pid_t pid, const char *title);
+void stats_slot_claim(struct stats *s, uint32_t slot, pid_t pid, const char *title, uint32_t epoch);
+/* Hot restart: the supervisor of the generation now serving owns the segment
+ * (stats_owner_alive asks after it). Its start time becomes the owner's. */
+void stats_set_owner(struct stats *s, pid_t pid, uint32_t epoch);
 void stats_slot_exited(struct stats *s, uint32_t slot);
 /* A copy of a slot's record (title NUL-terminated); false if out of range. */
 bool stats_slot_info(const struct stats *s, uint32_t slot, struct stats_slot_info *out);

@@ -16,6 +16,11 @@
 #include "supervisor/supervisor.h"
 #include "worker/access_log.h"
 
+/* Tells apart builds of one version (the hot restart tests alternate two). */
+#ifndef LEGATE_BUILD_TAG
+#define LEGATE_BUILD_TAG ""
+#endif
+
 static void usage(FILE *out)
 {
     fprintf(
@@ -28,8 +33,18 @@ static void usage(FILE *out)
         "      --concurrency N      worker processes (default: online CPUs)\n"
         "      --base-id N          instance id; names the runtime directory (default 0)\n"
         "  -l, --log-level LEVEL    trace, debug, info, warn, error (default info)\n"
-        "      --drain-time-s N     on stop, time in-flight requests get to finish (default "
-        "600)\n"
+        "      --drain-time-s N     on stop or hot restart, time in-flight requests get to "
+        "finish\n"
+        "                           (default 600)\n"
+        "      --restart-epoch N    hot restart: take over from the running epoch N-1 of this "
+        "base id\n"
+        "                           (default 0: start afresh)\n"
+        "      --parent-shutdown-time-s N\n"
+        "                           hot restart: the previous generation is gone this long after\n"
+        "                           the new one serves (default 900)\n"
+        "      --drain-strategy gradual|immediate\n"
+        "                           hot restart: close the old generation's idle connections\n"
+        "                           spread over the drain time (default), or at its end\n"
         "      --accept-strategy exclusive|reuseport\n"
         "                           one shared accept queue woken with EPOLLEXCLUSIVE "
         "(default),\n"
@@ -53,27 +68,6 @@ static int parse_uint(const char *flag, const char *s, unsigned long max, unsign
     return 0;
 }
 
-/* Every access-log format must compile before anything starts. */
-static int check_access_log_formats(const struct config *cfg)
-{
-    int rc = 0;
-    for (size_t i = 0; i < cfg->n_listeners; i++) {
-        const struct cfg_hcm *h = &cfg->listeners[i].hcm;
-        for (size_t j = 0; j < h->n_access_logs; j++) {
-            char err[256];
-            struct access_log_format *f =
-                access_log_format_compile(h->access_logs[j].format, err, sizeof(err));
-            if (f == NULL) {
-                fprintf(stderr, "%s: static_resources.listeners[%zu] access_log[%zu]: %s\n",
-                        cfg->source, i, j, err);
-                rc = -1;
-            }
-            access_log_format_free(f);
-        }
-    }
-    return rc;
-}
-
 /* What the supervisor tells a child on its command line (see build_child_argv). */
 struct child_args {
     const char *role;
@@ -85,8 +79,25 @@ struct child_args {
     int sup_sock;
     const char *worker_socks;
     const char *access_log_fds;
+    const char *listen_fds;
     long stats_slot;
 };
+
+/* Parse "index.shard=fd,..." (--listen-fds); returns the count, or -1. */
+static int parse_listen_fds(const char *s, struct listen_fd *out, size_t max)
+{
+    size_t n = 0;
+    while (s != NULL && *s != '\0') {
+        unsigned idx, shard;
+        int fd, used = 0;
+        if (n >= max || sscanf(s, "%u.%u=%d%n", &idx, &shard, &fd, &used) != 3 || idx > 65535 ||
+            shard > 65535 || fd < 0 || (s[used] != ',' && s[used] != '\0'))
+            return -1;
+        out[n++] = (struct listen_fd){.index = (uint16_t)idx, .shard = (uint16_t)shard, .fd = fd};
+        s += used + (s[used] == ',');
+    }
+    return (int)n;
+}
 
 /* Parse "3,4,5" into fds; returns the count, or -1. */
 static int parse_fd_list(const char *s, int *fds, size_t max)
@@ -143,18 +154,25 @@ static int child_main(const struct child_args *ca, const struct sup_options *opt
         .control_endpoint = endpoint,
         .runtime_dir = ca->runtime_dir,
         .base_id = opt->base_id,
+        .restart_epoch = opt->restart_epoch,
         .drain_time_ms = opt->drain_time_ms,
         .reuseport = opt->reuseport,
         .fd_sock = ca->fd_sock,
         .sup_sock = ca->sup_sock,
     };
     int worker_socks[IPC_MAX_FDS];
+    static struct listen_fd listen_fds[IPC_MAX_FDS];
     if (def->role == ROLE_LISTENER) {
         n = parse_fd_list(ca->worker_socks, worker_socks, IPC_MAX_FDS);
         if (n != (int)opt->concurrency)
             log_fatal("child: expected %u worker sockets", opt->concurrency);
         ctx.worker_socks = worker_socks;
         ctx.n_worker_socks = (size_t)n;
+        n = parse_listen_fds(ca->listen_fds, listen_fds, IPC_MAX_FDS);
+        if (n < 0)
+            log_fatal("child: malformed --listen-fds");
+        ctx.listen_fds = listen_fds;
+        ctx.n_listen_fds = (size_t)n;
     }
     static struct stats stats;
     char shm_name[64];
@@ -171,6 +189,29 @@ static int child_main(const struct child_args *ca, const struct sup_options *opt
     return rc;
 }
 
+/* The path this binary was started from, made absolute, so that SIGUSR2 runs
+ * whatever is at that path then (a binary replaced on disk is picked up),
+ * unlike /proc/self/exe, which names the old, possibly deleted, file. */
+static int find_own_path(const char *argv0, char *out, size_t cap)
+{
+    if (strchr(argv0, '/') != NULL)
+        return realpath(argv0, out) != NULL ? 0 : -1;
+    const char *path = getenv("PATH");
+    while (path != NULL && *path != '\0') {
+        const char *end = strchrnul(path, ':');
+        char cand[PATH_MAX];
+        int n = snprintf(cand, sizeof(cand), "%.*s/%s", (int)(end - path), path, argv0);
+        if (n > 0 && (size_t)n < sizeof(cand) && access(cand, X_OK) == 0)
+            return realpath(cand, out) != NULL ? 0 : -1;
+        path = *end == ':' ? end + 1 : end;
+    }
+    ssize_t n = readlink("/proc/self/exe", out, cap - 1);
+    if (n <= 0)
+        return -1;
+    out[n] = '\0';
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     proc_title_init(argc, argv);
@@ -183,6 +224,9 @@ int main(int argc, char **argv)
         OPT_VERSION,
         OPT_HOT_RESTART_VERSION,
         OPT_ACCEPT,
+        OPT_RESTART_EPOCH,
+        OPT_PARENT_SHUTDOWN,
+        OPT_DRAIN_STRATEGY,
         /* internal: how the supervisor starts a child */
         OPT_CHILD_ROLE,
         OPT_CHILD_INDEX,
@@ -194,6 +238,7 @@ int main(int argc, char **argv)
         OPT_WORKER_SOCKS,
         OPT_ACCESS_LOG_FDS,
         OPT_STATS_SLOT,
+        OPT_LISTEN_FDS,
     };
     static const struct option longopts[] = {
         {"config-path", required_argument, NULL, 'c'},
@@ -203,6 +248,9 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'l'},
         {"drain-time-s", required_argument, NULL, OPT_DRAIN},
         {"accept-strategy", required_argument, NULL, OPT_ACCEPT},
+        {"restart-epoch", required_argument, NULL, OPT_RESTART_EPOCH},
+        {"parent-shutdown-time-s", required_argument, NULL, OPT_PARENT_SHUTDOWN},
+        {"drain-strategy", required_argument, NULL, OPT_DRAIN_STRATEGY},
         {"version", no_argument, NULL, OPT_VERSION},
         {"hot-restart-version", no_argument, NULL, OPT_HOT_RESTART_VERSION},
         {"child-role", required_argument, NULL, OPT_CHILD_ROLE},
@@ -215,6 +263,7 @@ int main(int argc, char **argv)
         {"worker-socks", required_argument, NULL, OPT_WORKER_SOCKS},
         {"access-log-fds", required_argument, NULL, OPT_ACCESS_LOG_FDS},
         {"stats-slot", required_argument, NULL, OPT_STATS_SLOT},
+        {"listen-fds", required_argument, NULL, OPT_LISTEN_FDS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -225,6 +274,9 @@ int main(int argc, char **argv)
         .concurrency = ncpu > 0 ? (unsigned)ncpu : 1,
         .base_id = 0,
         .drain_time_ms = 600 * 1000,
+        .parent_shutdown_ms = 900 * 1000,
+        .drain_gradual = true,
+        .argv = argv,
     };
     struct child_args child = {.config_fd = -1, .fd_sock = -1, .sup_sock = -1, .stats_slot = -1};
     unsigned long v;
@@ -282,6 +334,30 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case OPT_RESTART_EPOCH:
+            if (parse_uint("--restart-epoch", optarg, 1000000000, &v) != 0)
+                return 2;
+            opt.restart_epoch = (unsigned)v;
+            break;
+        case OPT_PARENT_SHUTDOWN:
+            if (parse_uint("--parent-shutdown-time-s", optarg, 86400, &v) != 0)
+                return 2;
+            opt.parent_shutdown_ms = (uint32_t)v * 1000;
+            break;
+        case OPT_DRAIN_STRATEGY:
+            if (strcmp(optarg, "immediate") == 0)
+                opt.drain_gradual = false;
+            else if (strcmp(optarg, "gradual") == 0)
+                opt.drain_gradual = true;
+            else {
+                fprintf(stderr, "legate: --drain-strategy: '%s' is not gradual or immediate\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case OPT_LISTEN_FDS:
+            child.listen_fds = optarg;
+            break;
         case OPT_CHILD_ROLE:
             child.role = optarg;
             break;
@@ -314,7 +390,7 @@ int main(int argc, char **argv)
             child.stats_slot = (long)v;
             break;
         case OPT_VERSION:
-            printf("legate %s\n", LEGATE_VERSION);
+            printf("legate %s%s\n", LEGATE_VERSION, LEGATE_BUILD_TAG);
             return 0;
         case OPT_HOT_RESTART_VERSION:
             /* the shared-memory layout: generations that print the same share a segment */
@@ -353,7 +429,9 @@ int main(int argc, char **argv)
         config_errors_free(&errs);
         return 1;
     }
-    if (check_access_log_formats(&cfg) != 0) {
+    char err[512];
+    if (access_log_check_config(&cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
         config_free(&cfg);
         return 1;
     }
@@ -362,8 +440,26 @@ int main(int argc, char **argv)
         config_free(&cfg);
         return 0;
     }
-    log_info("legate %s starting with %s, %u workers", LEGATE_VERSION,
-             config_path ? config_path : "the embedded default config", opt.concurrency);
+    if (opt.drain_time_ms > opt.parent_shutdown_ms) {
+        fprintf(stderr,
+                "legate: --drain-time-s (%u) must not exceed --parent-shutdown-time-s "
+                "(%u)\n",
+                opt.drain_time_ms / 1000, opt.parent_shutdown_ms / 1000);
+        config_free(&cfg);
+        return 2;
+    }
+    char exe[PATH_MAX];
+    if (find_own_path(argv[0], exe, sizeof(exe)) != 0) {
+        fprintf(stderr, "legate: cannot find my own binary (%s): hot restart by signal needs it\n",
+                argv[0]);
+        config_free(&cfg);
+        return 1;
+    }
+    opt.exe_path = exe;
+    opt.config_path = config_path;
+    log_info("legate %s%s starting with %s, %u workers, epoch %u", LEGATE_VERSION, LEGATE_BUILD_TAG,
+             config_path ? config_path : "the embedded default config", opt.concurrency,
+             opt.restart_epoch);
     rc = supervisor_run(&cfg, &opt);
     config_free(&cfg);
     return rc;

@@ -2,7 +2,11 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <dirent.h>
+#include <sys/un.h>
 #include <sys/mman.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -10,6 +14,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,8 +26,11 @@
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/role.h"
+#include "listener/handoff.h"
 #include "shm/proc_stats.h"
 #include "shm/stats.h"
+#include "supervisor/hot_restart.h"
+#include "worker/access_log.h"
 
 #define RESPAWN_MIN_MS 50u
 #define RESPAWN_MAX_MS 30000u
@@ -29,6 +38,8 @@
 #define CRASH_WINDOW_MS 60000u /* crash-loop accounting window */
 #define CRASH_LOOP_COUNT 5u    /* crashes per window that make it a loop */
 #define STOP_GRACE_MS 3000u    /* after the drain time, SIGKILL what is left */
+#define HR_ANSWER_MS 5000      /* a generation answers the other within this */
+#define HR_KILL_GRACE_MS 5000u /* after TERMINATE, SIGKILL an old generation still there */
 
 struct sup;
 
@@ -47,8 +58,9 @@ struct child {
     uint64_t window_start_ms;
     unsigned crashes_in_window;
     uint64_t last_loop_log_ms;
-    int sup_sock; /* worker: our end of this incarnation's supervisor socket, or -1 */
-    int sup_peer; /* worker: its end, open in the supervisor only from socketpair to fork */
+    int sup_sock; /* worker, listener: our end of this incarnation's supervisor socket, or -1 */
+    int sup_peer; /* its end, open in the supervisor only from socketpair to fork */
+    ev_io sup_io; /* listener: its sockets arrive on sup_sock */
     struct sup *sup;
 };
 
@@ -76,6 +88,33 @@ struct sup {
     ev_signal sig_usr1;             /* reopen the access logs */
     _Atomic uint64_t *reopen_total; /* server.log_reopen_total */
     ev_timer stop_timer;
+
+    /* Hot restart (supervisor/hot_restart.h). */
+    unsigned generation;    /* restarts since the first start */
+    uint32_t slot_base;     /* this generation's statistics slots start here */
+    struct listen_fd *held; /* a copy of each of the listener's sockets */
+    size_t n_held;
+    int hr_listen_fd; /* our rendezvous: the next generation connects here */
+    ev_io hr_accept_io;
+    int hr_next_fd; /* the next generation, connected, or -1 */
+    ev_io hr_next_io;
+    pid_t next_pid; /* the next generation, when we started it (SIGUSR2/SIGHUP) */
+    ev_child next_watcher;
+    bool handed_over; /* draining for the next generation: the segment is its */
+    int hr_parent_fd; /* the previous generation, while it lives, or -1 */
+    ev_io hr_parent_io;
+    pid_t parent_pid;
+    int parent_pidfd; /* signals the parent and not a process that reused its pid */
+    unsigned parent_epoch;
+    uint32_t parent_slot_base, parent_slot_count;
+    bool parent_told_to_drain;
+    bool parent_terminate_sent;
+    ev_timer parent_timer; /* --parent-shutdown-time-s, then the kill grace */
+    ev_signal sig_usr2, sig_hup;
+    _Atomic uint64_t *reload_rejected;                /* server.hot_restart.reload_rejected */
+    int g_live, g_concurrency, g_epoch, g_generation; /* server.* gauges, this slot */
+    bool owns_segment;   /* made it, or took it over: unlinked at exit */
+    bool shares_segment; /* attached the previous generation's segment */
 };
 
 static void spawn(struct sup *s, struct child *c);
@@ -149,25 +188,32 @@ static void finish_if_done(struct sup *s)
     }
 }
 
+/* Drain the workers (the other roles stop once they are gone): a stop, or a
+ * hot restart's hand-over (flags: ipc.h). */
+static void start_drain(struct sup *s, uint32_t deadline_ms, uint32_t flags)
+{
+    s->state = SUP_STOPPING;
+    for (size_t i = 0; i < s->n_children; i++)
+        ev_timer_stop(s->loop, &s->children[i].respawn_timer);
+    struct ipc_drain d = {.deadline_ms = deadline_ms, .flags = flags};
+    for (size_t i = 0; i < s->n_children; i++)
+        if (s->children[i].def->role == ROLE_WORKER) {
+            s->children[i].stop_sent = true;
+            send_or_signal(s, &s->children[i], IPC_DRAIN, &d, sizeof(d));
+        }
+    timer_rearm(s->loop, &s->stop_timer, (deadline_ms + STOP_GRACE_MS) / 1000.0);
+    finish_if_done(s);
+}
+
 static void begin_stop(struct sup *s, const char *why, int exit_code)
 {
     if (s->state == SUP_STOPPING)
         return;
     log_info("stopping (%s): draining in-flight requests for up to %u s", why,
              s->opt.drain_time_ms / 1000);
-    s->state = SUP_STOPPING;
     if (exit_code != 0)
         s->exit_code = exit_code;
-    for (size_t i = 0; i < s->n_children; i++)
-        ev_timer_stop(s->loop, &s->children[i].respawn_timer);
-    struct ipc_drain d = {.deadline_ms = s->opt.drain_time_ms};
-    for (size_t i = 0; i < s->n_children; i++)
-        if (s->children[i].def->role == ROLE_WORKER) {
-            s->children[i].stop_sent = true;
-            send_or_signal(s, &s->children[i], IPC_DRAIN, &d, sizeof(d));
-        }
-    timer_rearm(s->loop, &s->stop_timer, (s->opt.drain_time_ms + STOP_GRACE_MS) / 1000.0);
-    finish_if_done(s);
+    start_drain(s, s->opt.drain_time_ms, 0);
 }
 
 static void kill_all(struct sup *s)
@@ -271,6 +317,7 @@ static void on_child_exit(struct ev_loop *loop, ev_child *w, int revents)
 }
 
 static void reopen_access_logs(struct sup *s, const char *who);
+static void tell_parent_to_drain(struct sup *s);
 
 static void on_control(struct ipc_chan *ch, const char *peer, size_t peer_len,
                        const struct ipc_msg *msg)
@@ -303,8 +350,10 @@ static void on_control(struct ipc_chan *ch, const char *peer, size_t peer_len,
                 ready += s->children[i].ready;
             if (ready == s->n_children) {
                 s->state = SUP_RUNNING;
-                log_info("legate is ready: %zu listeners, %u workers", s->cfg->n_listeners,
-                         s->opt.concurrency);
+                log_info("legate is ready: %zu listeners, %u workers, epoch %u",
+                         s->cfg->n_listeners, s->opt.concurrency, s->opt.restart_epoch);
+                if (s->hr_parent_fd >= 0)
+                    tell_parent_to_drain(s);
             }
         }
         break;
@@ -374,7 +423,7 @@ static void fd_list(char *list, size_t cap, const int *fds, size_t n, int *keep,
  * counters continue. */
 static size_t child_slot(const struct sup *s, const struct child *c)
 {
-    return (size_t)(c - s->children) + 1;
+    return s->slot_base + (size_t)(c - s->children) + 1;
 }
 
 static void build_child_argv(struct sup *s, struct child *c, struct child_argv *a, int *keep,
@@ -392,6 +441,7 @@ static void build_child_argv(struct sup *s, struct child *c, struct child_argv *
     arg_add(a, "--runtime-dir=%s", s->runtime_dir);
     arg_add(a, "--concurrency=%u", s->opt.concurrency);
     arg_add(a, "--base-id=%u", s->opt.base_id);
+    arg_add(a, "--restart-epoch=%u", s->opt.restart_epoch);
     arg_add(a, "--drain-time-s=%u", s->opt.drain_time_ms / 1000);
     arg_add(a, "--log-level=%s", log_level_name());
     arg_add(a, "--stats-slot=%zu", child_slot(s, c));
@@ -406,14 +456,29 @@ static void build_child_argv(struct sup *s, struct child *c, struct child_argv *
         fd_list(list, sizeof(list), fds, n, keep, n_keep);
         arg_add(a, "--access-log-fds=%s", list);
     }
+    if (c->sup_peer >= 0) {
+        arg_add(a, "--sup-sock=%d", c->sup_peer);
+        keep[(*n_keep)++] = c->sup_peer;
+    }
     if (c->def->role == ROLE_WORKER) {
         arg_add(a, "--fd-sock=%d", s->worker_ends[c->index]);
         keep[(*n_keep)++] = s->worker_ends[c->index];
-        arg_add(a, "--sup-sock=%d", c->sup_peer);
-        keep[(*n_keep)++] = c->sup_peer;
     } else if (c->def->role == ROLE_LISTENER) {
         fd_list(list, sizeof(list), s->listener_ends, s->opt.concurrency, keep, n_keep);
         arg_add(a, "--worker-socks=%s", list);
+        /* The sockets we hold (from its predecessor, or the previous
+         * generation): the same sockets, their accept queues included. */
+        size_t off = 0;
+        list[0] = '\0';
+        for (size_t i = 0; i < s->n_held && off < sizeof(list); i++) {
+            off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%u.%u=%d", i ? "," : "",
+                                    s->held[i].index, s->held[i].shard, s->held[i].fd);
+            keep[(*n_keep)++] = s->held[i].fd;
+        }
+        if (off >= sizeof(list))
+            log_fatal("too many listening sockets for the listener's command line");
+        if (s->n_held > 0)
+            arg_add(a, "--listen-fds=%s", list);
     }
 }
 
@@ -449,12 +514,58 @@ static int open_sup_sock(struct child *c)
     return 0;
 }
 
+static void close_held(struct sup *s)
+{
+    for (size_t i = 0; i < s->n_held; i++)
+        close(s->held[i].fd);
+    s->n_held = 0;
+}
+
+/* The listener's sockets (listener/handoff.h): kept, replacing what we held
+ * (the same sockets, if they were handed to it from here). */
+static void on_listener_sockets(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct child *c = w->data;
+    struct sup *s = c->sup;
+    struct listen_socks_msg m;
+    int fds[LISTEN_SOCKS_MAX];
+    size_t n_fds = 0;
+    ssize_t n = ipc_recv_fds(w->fd, &m, sizeof(m), fds, LISTEN_SOCKS_MAX, &n_fds);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    const size_t head = offsetof(struct listen_socks_msg, ids);
+    if (n <= 0 || (size_t)n < head || m.magic != LISTEN_SOCKS_MAGIC || m.n != n_fds ||
+        (size_t)n != head + m.n * sizeof(m.ids[0])) {
+        for (size_t i = 0; i < n_fds; i++)
+            close(fds[i]);
+        if (n != 0)
+            log_warn("malformed socket list from the listener ignored");
+        ev_io_stop(loop, w); /* EOF: the listener is gone; its successor gets a new pair */
+        return;
+    }
+    close_held(s);
+    struct listen_fd *held = realloc(s->held, (n_fds ? n_fds : 1) * sizeof(*held));
+    if (held == NULL) {
+        for (size_t i = 0; i < n_fds; i++)
+            close(fds[i]);
+        log_error("out of memory keeping the listening sockets");
+        return;
+    }
+    s->held = held;
+    for (size_t i = 0; i < n_fds; i++)
+        s->held[i] =
+            (struct listen_fd){.index = m.ids[i].index, .shard = m.ids[i].shard, .fd = fds[i]};
+    s->n_held = n_fds;
+    log_debug("holding %zu listening sockets", n_fds);
+}
+
 static void spawn(struct sup *s, struct child *c)
 {
     struct child_argv argv = {0};
     int keep[IPC_MAX_FDS + 32];
     size_t n_keep = 0;
-    if (c->def->role == ROLE_WORKER && open_sup_sock(c) != 0) {
+    if (c->def->role != ROLE_UPSTREAM && open_sup_sock(c) != 0) {
         log_error("socketpair for %s: %s", c->title + 8, strerror(errno));
         schedule_respawn(s, c, "could not be given its supervisor socket");
         return;
@@ -476,17 +587,26 @@ static void spawn(struct sup *s, struct child *c)
     c->ready = false;
     c->stop_sent = false;
     c->started_ms = proc_now_ms();
-    stats_slot_claim(&s->stats, (uint32_t)child_slot(s, c), pid, c->title + 8);
+    stats_slot_claim(&s->stats, (uint32_t)child_slot(s, c), pid, c->title + 8,
+                     s->opt.restart_epoch);
+    if (c->def->role == ROLE_LISTENER) {
+        ev_io_stop(s->loop, &c->sup_io);
+        ev_io_set(&c->sup_io, c->sup_sock, EV_READ);
+        ev_io_start(s->loop, &c->sup_io);
+    }
     ev_child_set(&c->exit_watcher, pid, 0);
     ev_child_start(s->loop, &c->exit_watcher);
     log_debug("started %s as pid %d", c->title + 8, (int)pid);
 }
+
+static void remove_stale_runtime_dirs(const char *base, unsigned base_id);
 
 static int make_runtime_dir(struct sup *s)
 {
     const char *base = getenv("XDG_RUNTIME_DIR");
     if (base == NULL || access(base, W_OK) != 0)
         base = "/tmp";
+    remove_stale_runtime_dirs(base, s->opt.base_id);
     snprintf(s->runtime_dir, sizeof(s->runtime_dir), "%s/legate.%u.XXXXXX", base, s->opt.base_id);
     if (mkdtemp(s->runtime_dir) == NULL) { /* mkdtemp creates it 0700 */
         log_error("cannot create runtime directory under %s: %s", base, strerror(errno));
@@ -602,55 +722,644 @@ static void on_sigusr1(struct ev_loop *loop, ev_signal *w, int revents)
     reopen_access_logs(w->data, "SIGUSR1");
 }
 
+/* --- hot restart: the old generation's side ---------------------------------------- */
+
+/* Say why, then hang up. The caller's hello is read first: closing a Unix
+ * socket with unread data resets the peer, whose read would then fail with
+ * ECONNRESET instead of returning our reason. */
+static void refuse(int fd, bool read_hello, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void refuse(int fd, bool read_hello, const char *fmt, ...)
+{
+    struct hr_msg m;
+    int fds[4];
+    size_t n_fds;
+    const char *why;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (read_hello && poll(&p, 1, 200) > 0)
+        hr_recv(fd, &m, fds, 4, &n_fds, &why);
+    m = (struct hr_msg){.magic = HR_MAGIC, .type = HR_REFUSED};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m.u.refused.reason, sizeof(m.u.refused.reason), fmt, ap);
+    va_end(ap);
+    log_warn("hot restart refused: %s", m.u.refused.reason);
+    hr_send(fd, &m, NULL, 0);
+}
+
+/* Why this generation cannot start another now, or NULL. */
+static const char *restart_busy(struct sup *s, char *buf, size_t cap)
+{
+    if (s->state == SUP_STARTING)
+        snprintf(buf, cap, "epoch %u is still starting", s->opt.restart_epoch);
+    else if (s->state == SUP_STOPPING)
+        snprintf(buf, cap, "epoch %u is %s", s->opt.restart_epoch,
+                 s->handed_over ? "draining for the next generation" : "stopping");
+    else if (s->hr_parent_fd >= 0)
+        snprintf(buf, cap,
+                 "a hot restart is still in progress: epoch %u (pid %d) is draining; try again "
+                 "when it has exited",
+                 s->parent_epoch, (int)s->parent_pid);
+    else if (s->hr_next_fd >= 0 || s->next_pid > 0)
+        snprintf(buf, cap, "epoch %u is already starting (pid %d)", s->opt.restart_epoch + 1,
+                 (int)s->next_pid);
+    else
+        return NULL;
+    return buf;
+}
+
+static void next_gone(struct sup *s)
+{
+    ev_io_stop(s->loop, &s->hr_next_io);
+    close(s->hr_next_fd);
+    s->hr_next_fd = -1;
+    if (s->handed_over)
+        log_warn("the new generation's supervisor hung up after taking over; draining goes on");
+    else
+        log_warn("the new generation hung up before it served; epoch %u keeps serving",
+                 s->opt.restart_epoch);
+}
+
+/* Every socket we hold, keyed by address and shard, HR_SOCKS_PER_MSG at a time. */
+static void send_held_sockets(struct sup *s)
+{
+    size_t i = 0;
+    do {
+        struct hr_msg m = {.magic = HR_MAGIC, .type = HR_SOCKETS};
+        int fds[HR_SOCKS_PER_MSG];
+        while (i < s->n_held && m.u.sockets.n < HR_SOCKS_PER_MSG) {
+            if (hr_key_from_fd(s->held[i].fd, s->held[i].shard, &m.u.sockets.keys[m.u.sockets.n]) ==
+                0)
+                fds[m.u.sockets.n++] = s->held[i].fd;
+            i++;
+        }
+        m.u.sockets.more = i < s->n_held;
+        if (hr_send(s->hr_next_fd, &m, fds, m.u.sockets.n) != 0) {
+            log_error("cannot send the listening sockets to the new generation: %s",
+                      strerror(errno));
+            return;
+        }
+    } while (i < s->n_held);
+    log_info("handed %zu listening sockets to the new generation", s->n_held);
+}
+
+/* The next generation serves: drain. Idle keep-alive connections stay until
+ * the deadline (or, gradual, go spread over it); every response now says
+ * connection: close. The segment is the new generation's from here on. */
+static void begin_restart_drain(struct sup *s, uint32_t drain_ms, bool gradual)
+{
+    if (s->state == SUP_STOPPING)
+        return;
+    s->handed_over = true;
+    log_info("epoch %u serves now: draining for up to %u s (%s)", s->opt.restart_epoch + 1,
+             drain_ms / 1000, gradual ? "gradual" : "immediate");
+    stats_gauge_set(&s->stats, s->g_live, 0);
+    stats_gauge_set(&s->stats, s->g_concurrency, 0);
+    stats_gauge_set(&s->stats, s->g_epoch, 0);
+    stats_gauge_set(&s->stats, s->g_generation, 0);
+    proc_stats_drop_uptime(&s->proc_stats);
+    ev_io_stop(s->loop, &s->hr_accept_io);
+    close(s->hr_listen_fd); /* nobody takes over from a draining generation */
+    s->hr_listen_fd = -1;
+    start_drain(s, drain_ms, IPC_DRAIN_KEEP_IDLE | (gradual ? IPC_DRAIN_GRADUAL : 0));
+}
+
+static void on_hr_next(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct sup *s = w->data;
+    struct hr_msg m;
+    int fds[4];
+    size_t n_fds;
+    const char *why = NULL;
+    int rc = hr_recv(s->hr_next_fd, &m, fds, 4, &n_fds, &why);
+    if (rc < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (rc <= 0) {
+        if (rc < 0)
+            log_warn("hot restart: %s from the new generation: hanging up",
+                     why ? why : strerror(errno));
+        next_gone(s);
+        return;
+    }
+    switch (m.type) {
+    case HR_HELLO:
+        if (m.u.hello.epoch != s->opt.restart_epoch + 1) {
+            refuse(s->hr_next_fd, false, "epoch %u cannot follow epoch %u", m.u.hello.epoch,
+                   s->opt.restart_epoch);
+            next_gone(s);
+            return;
+        }
+        log_info("hot restart: epoch %u (pid %d, layout version %u%s) is starting", m.u.hello.epoch,
+                 (int)m.u.hello.pid, m.u.hello.layout_version,
+                 m.u.hello.layout_version == STATS_LAYOUT_VERSION ? ", same as ours"
+                                                                  : ", not ours");
+        struct hr_msg r = {.magic = HR_MAGIC, .type = HR_WELCOME};
+        r.u.welcome.layout_version = STATS_LAYOUT_VERSION;
+        r.u.welcome.epoch = s->opt.restart_epoch;
+        r.u.welcome.generation = s->generation;
+        r.u.welcome.slot_base = s->slot_base;
+        r.u.welcome.slot_count = (uint32_t)s->n_children + 1;
+        r.u.welcome.pid = (int32_t)getpid();
+        if (hr_send(s->hr_next_fd, &r, NULL, 0) != 0)
+            next_gone(s);
+        break;
+    case HR_GET_SOCKETS:
+        send_held_sockets(s);
+        break;
+    case HR_DRAIN:
+        begin_restart_drain(s, m.u.drain.drain_ms, m.u.drain.gradual != 0);
+        break;
+    case HR_TERMINATE:
+        log_warn("the new generation's parent shutdown time is up: exiting now");
+        if (s->state != SUP_STOPPING)
+            start_drain(s, 0, 0);
+        kill_all(s);
+        break;
+    default:
+        log_warn("hot restart: unexpected message %u from the new generation: hanging up", m.type);
+        next_gone(s);
+        break;
+    }
+}
+
+static void on_hr_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct sup *s = w->data;
+    int fd = accept4(w->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0)
+        return;
+    pid_t pid = 0;
+    if (!hr_peer_trusted(fd, &pid)) {
+        log_warn("hot-restart rendezvous: pid %d runs as another user: hung up", (int)pid);
+        close(fd);
+        return;
+    }
+    char busy[200];
+    /* The generation we started ourselves is the one expected. */
+    pid_t expected = s->next_pid;
+    if (expected > 0 && pid == expected)
+        s->next_pid = 0;
+    if (restart_busy(s, busy, sizeof(busy)) != NULL) {
+        s->next_pid = expected;
+        refuse(fd, true, "%s", busy);
+        close(fd);
+        return;
+    }
+    s->next_pid = expected;
+    s->hr_next_fd = fd;
+    ev_io_init(&s->hr_next_io, on_hr_next, fd, EV_READ);
+    s->hr_next_io.data = s;
+    ev_io_start(loop, &s->hr_next_io);
+}
+
+/* SIGUSR2, or SIGHUP with a configuration that validates: run the binary at
+ * the path we were started from, with our arguments and the next epoch. */
+static void start_next_generation(struct sup *s, const char *why)
+{
+    char busy[200];
+    if (restart_busy(s, busy, sizeof(busy)) != NULL) {
+        log_warn("%s: no hot restart: %s", why, busy);
+        return;
+    }
+    /* Built before fork: between fork and exec only async-signal-safe calls. */
+    size_t n = 0;
+    while (s->opt.argv[n] != NULL)
+        n++;
+    char **argv = calloc(n + 2, sizeof(char *));
+    char epoch_arg[48];
+    if (argv == NULL)
+        return;
+    size_t k = 0;
+    argv[k++] = s->opt.argv[0];
+    for (size_t i = 1; i < n; i++) {
+        if (strcmp(s->opt.argv[i], "--restart-epoch") == 0) {
+            i++; /* and its value */
+            continue;
+        }
+        if (strncmp(s->opt.argv[i], "--restart-epoch=", 16) == 0)
+            continue;
+        argv[k++] = s->opt.argv[i];
+    }
+    snprintf(epoch_arg, sizeof(epoch_arg), "--restart-epoch=%u", s->opt.restart_epoch + 1);
+    argv[k++] = epoch_arg;
+    argv[k] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL); /* libev's blocked signals are not the next's */
+        execv(s->opt.exe_path, argv);
+        _exit(127);
+    }
+    free(argv);
+    if (pid < 0) {
+        log_error("%s: cannot fork the next generation: %s", why, strerror(errno));
+        return;
+    }
+    s->next_pid = pid;
+    ev_child_set(&s->next_watcher, pid, 0);
+    ev_child_start(s->loop, &s->next_watcher);
+    log_info("%s: starting epoch %u from %s (pid %d)", why, s->opt.restart_epoch + 1,
+             s->opt.exe_path, (int)pid);
+}
+
+static void on_next_exit(struct ev_loop *loop, ev_child *w, int revents)
+{
+    (void)revents;
+    struct sup *s = w->data;
+    ev_child_stop(loop, w);
+    char how[64];
+    describe_status(w->rstatus, how, sizeof(how));
+    if (s->handed_over)
+        log_warn("epoch %u (pid %d) %s", s->opt.restart_epoch + 1, (int)s->next_pid, how);
+    else
+        log_error("epoch %u (pid %d) %s before it served; epoch %u keeps serving",
+                  s->opt.restart_epoch + 1, (int)s->next_pid, how, s->opt.restart_epoch);
+    s->next_pid = 0;
+}
+
+static void on_sigusr2(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    start_next_generation(w->data, "SIGUSR2");
+}
+
+/* A reload is a hot restart whose configuration is checked first: one that
+ * does not validate is refused, and nothing changes. */
+static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct sup *s = w->data;
+    if (s->opt.config_path != NULL) {
+        struct config cfg;
+        struct config_errors errs = {0};
+        char err[512] = "";
+        int rc = config_load_file(s->opt.config_path, &cfg, &errs);
+        if (rc == 0) {
+            rc = access_log_check_config(&cfg, err, sizeof(err));
+            config_free(&cfg);
+        } else {
+            snprintf(err, sizeof(err), "%s", errs.n > 0 ? errs.msgs[0] : "?");
+        }
+        if (rc != 0) {
+            stats_cell_add(s->reload_rejected, 1);
+            log_error("SIGHUP: reload refused, the running configuration stays: %s", err);
+            for (size_t i = 1; i < errs.n; i++)
+                log_error("SIGHUP: also: %s", errs.msgs[i]);
+            config_errors_free(&errs);
+            return;
+        }
+        config_errors_free(&errs);
+    }
+    start_next_generation(s, "SIGHUP");
+}
+
+/* --- hot restart: the new generation's side ---------------------------------------- */
+
+/* The previous generation's slots: those whose process has gone no longer
+ * count their gauges (an old supervisor that exits cleanly does this for its
+ * children itself; one that crashed cannot). Returns how many still live. */
+static size_t sweep_parent_slots(struct sup *s)
+{
+    size_t alive = 0;
+    for (uint32_t i = 0; i < s->parent_slot_count; i++) {
+        uint32_t slot = s->parent_slot_base + i;
+        struct stats_slot_info si;
+        if (!stats_slot_info(&s->stats, slot, &si) ||
+            atomic_load_explicit(&si.state, memory_order_relaxed) != STATS_SLOT_ALIVE)
+            continue;
+        if (si.pid > 0 && kill(si.pid, 0) == 0) {
+            alive++;
+            continue;
+        }
+        stats_slot_reset_gauges(&s->stats, slot);
+        stats_slot_exited(&s->stats, slot);
+    }
+    return alive;
+}
+
+static void parent_gone(struct sup *s)
+{
+    log_info("epoch %u (pid %d) has exited%s", s->parent_epoch, (int)s->parent_pid,
+             s->parent_told_to_drain ? "" : " before we served");
+    ev_io_stop(s->loop, &s->hr_parent_io);
+    close(s->hr_parent_fd);
+    s->hr_parent_fd = -1;
+    if (s->parent_pidfd >= 0)
+        close(s->parent_pidfd);
+    s->parent_pidfd = -1;
+    ev_timer_stop(s->loop, &s->parent_timer);
+    if (s->parent_slot_count > 0 && sweep_parent_slots(s) > 0) {
+        /* Its children outlived it (it crashed): look again until they go. */
+        ev_timer_set(&s->parent_timer, 1.0, 1.0);
+        ev_timer_start(s->loop, &s->parent_timer);
+    }
+}
+
+static void on_hr_parent(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct sup *s = w->data;
+    struct hr_msg m;
+    int fds[4];
+    size_t n_fds;
+    const char *why = NULL;
+    int rc = hr_recv(s->hr_parent_fd, &m, fds, 4, &n_fds, &why);
+    if (rc < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (rc > 0) {
+        log_warn("hot restart: unexpected message %u from epoch %u ignored", m.type,
+                 s->parent_epoch);
+        return;
+    }
+    parent_gone(s);
+}
+
+/* After --parent-shutdown-time-s the old generation is told to exit; a few
+ * seconds later it is killed. Once it is gone, the same timer sweeps the
+ * slots of any of its children that outlived it. */
+static void on_parent_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct sup *s = w->data;
+    if (s->hr_parent_fd < 0) {
+        if (sweep_parent_slots(s) == 0)
+            ev_timer_stop(loop, w);
+        return;
+    }
+    if (!s->parent_terminate_sent) {
+        log_warn("parent shutdown time is up: telling epoch %u (pid %d) to exit now",
+                 s->parent_epoch, (int)s->parent_pid);
+        struct hr_msg m = {.magic = HR_MAGIC, .type = HR_TERMINATE};
+        hr_send(s->hr_parent_fd, &m, NULL, 0);
+        s->parent_terminate_sent = true;
+        timer_rearm(loop, w, HR_KILL_GRACE_MS / 1000.0);
+        return;
+    }
+    log_error("epoch %u (pid %d) did not exit: killing it", s->parent_epoch, (int)s->parent_pid);
+    if (s->parent_pidfd >= 0)
+        syscall(SYS_pidfd_send_signal, s->parent_pidfd, SIGKILL, NULL, 0);
+    ev_timer_stop(loop, w);
+}
+
+static void tell_parent_to_drain(struct sup *s)
+{
+    struct hr_msg m = {.magic = HR_MAGIC, .type = HR_DRAIN};
+    m.u.drain.drain_ms = s->opt.drain_time_ms;
+    m.u.drain.gradual = s->opt.drain_gradual;
+    if (hr_send(s->hr_parent_fd, &m, NULL, 0) != 0) {
+        log_warn("cannot tell epoch %u to drain: %s", s->parent_epoch, strerror(errno));
+        return;
+    }
+    s->parent_told_to_drain = true;
+    if (s->shares_segment)
+        stats_set_owner(&s->stats, getpid(), s->opt.restart_epoch);
+    log_info("took over from epoch %u (pid %d): it drains for up to %u s and is gone within %u s",
+             s->parent_epoch, (int)s->parent_pid, s->opt.drain_time_ms / 1000,
+             s->opt.parent_shutdown_ms / 1000);
+    timer_rearm(s->loop, &s->parent_timer, s->opt.parent_shutdown_ms / 1000.0);
+}
+
+/* Hello to epoch - 1. Returns 0 (a parent: s->hr_parent_fd), 1 (nobody there:
+ * start afresh), or -1 (refused or broken: do not start). */
+static int connect_parent(struct sup *s, uint32_t *parent_layout)
+{
+    unsigned epoch = s->opt.restart_epoch;
+    int fd = hr_connect(s->opt.base_id, epoch - 1);
+    if (fd < 0) {
+        log_warn("no legate runs at epoch %u of base id %u (%s): starting afresh", epoch - 1,
+                 s->opt.base_id, strerror(errno));
+        return 1;
+    }
+    pid_t peer = 0;
+    if (!hr_peer_trusted(fd, &peer)) {
+        log_error("epoch %u of base id %u is run by another user (pid %d)", epoch - 1,
+                  s->opt.base_id, (int)peer);
+        close(fd);
+        return -1;
+    }
+    struct hr_msg m = {.magic = HR_MAGIC, .type = HR_HELLO};
+    m.u.hello.layout_version = STATS_LAYOUT_VERSION;
+    m.u.hello.epoch = epoch;
+    m.u.hello.slots_needed = 3 + s->opt.concurrency;
+    m.u.hello.pid = (int32_t)getpid();
+    int fds[4];
+    size_t n_fds;
+    const char *why = NULL;
+    /* A refusal may be waiting even if the hello could not be sent. */
+    hr_send(fd, &m, NULL, 0);
+    int rc = hr_recv_wait(fd, &m, fds, 4, &n_fds, &why, HR_ANSWER_MS);
+    if (rc <= 0 || m.type != HR_WELCOME) {
+        if (rc > 0 && m.type == HR_REFUSED)
+            log_error("epoch %u refused the hot restart: %s", epoch - 1, m.u.refused.reason);
+        else
+            log_error("epoch %u did not answer the hot restart: %s", epoch - 1,
+                      rc == 0 ? "it hung up"
+                      : why   ? why
+                              : strerror(errno));
+        close(fd);
+        return -1;
+    }
+    s->hr_parent_fd = fd;
+    s->parent_pid = m.u.welcome.pid;
+    s->parent_epoch = m.u.welcome.epoch;
+    s->parent_slot_base = m.u.welcome.slot_base;
+    s->parent_slot_count = m.u.welcome.slot_count;
+    s->generation = m.u.welcome.generation + 1;
+    s->parent_pidfd = (int)syscall(SYS_pidfd_open, s->parent_pid, 0);
+    *parent_layout = m.u.welcome.layout_version;
+    log_info("hot restart: taking over from epoch %u (pid %d, generation %u)", s->parent_epoch,
+             (int)s->parent_pid, m.u.welcome.generation);
+    return 0;
+}
+
+/* The parent's listening sockets, kept where this configuration names the
+ * same address (and shard); the others stay with the parent until it exits. */
+static void receive_parent_sockets(struct sup *s)
+{
+    const struct config *cfg = s->cfg;
+    struct hr_msg m = {.magic = HR_MAGIC, .type = HR_GET_SOCKETS};
+    if (hr_send(s->hr_parent_fd, &m, NULL, 0) != 0)
+        return;
+    size_t kept = 0, left = 0;
+    do {
+        int fds[HR_SOCKS_PER_MSG];
+        size_t n_fds = 0;
+        const char *why = NULL;
+        if (hr_recv_wait(s->hr_parent_fd, &m, fds, HR_SOCKS_PER_MSG, &n_fds, &why, HR_ANSWER_MS) <=
+                0 ||
+            m.type != HR_SOCKETS) {
+            log_warn("epoch %u did not hand over its sockets (%s): binding afresh", s->parent_epoch,
+                     why ? why : "hung up");
+            return;
+        }
+        struct listen_fd *held = realloc(s->held, (s->n_held + n_fds + 1) * sizeof(*held));
+        if (held == NULL)
+            log_fatal("out of memory");
+        s->held = held;
+        for (size_t j = 0; j < n_fds; j++) {
+            bool match = false;
+            for (size_t i = 0; i <= cfg->n_listeners && !match; i++) {
+                bool admin = i == cfg->n_listeners;
+                if (admin && !cfg->admin.enabled)
+                    break;
+                const struct cfg_addr *a = admin ? &cfg->admin.addr : &cfg->listeners[i].addr;
+                size_t shards = !admin && s->opt.reuseport ? s->opt.concurrency : 1;
+                for (size_t sh = 0; sh < shards && !match; sh++) {
+                    struct hr_sock_key k;
+                    hr_key_from_addr(&a->ss, (uint32_t)sh, &k);
+                    if (hr_key_equal(&k, &m.u.sockets.keys[j])) {
+                        s->held[s->n_held++] = (struct listen_fd){
+                            .index = (uint16_t)i, .shard = (uint16_t)sh, .fd = fds[j]};
+                        match = true;
+                    }
+                }
+            }
+            if (!match) {
+                close(fds[j]);
+                left++;
+            } else {
+                kept++;
+            }
+        }
+    } while (m.u.sockets.more);
+    log_info("inherited %zu listening sockets from epoch %u%s", kept, s->parent_epoch,
+             left ? "; the ones no longer configured stay with it until it exits" : "");
+}
+
 /* The statistics segment, sized from the configuration with headroom: every
  * stat legate will name is known from it (per listener, per cluster), plus room
  * for dynamic ones (per-status-code counters). Two generations' worth of slots,
  * for hot restart. A segment whose supervisor is alive means the base id is in
  * use: refused. One whose supervisor is gone is stale: replaced. */
-static int open_stats(struct sup *s)
+static int open_stats(struct sup *s, bool have_parent, uint32_t parent_layout)
 {
     const struct config *cfg = s->cfg;
     uint32_t objects = (uint32_t)(cfg->n_listeners + cfg->n_clusters);
     uint32_t hosts = 0; /* each has a handful of per-host stats */
     for (size_t i = 0; i < cfg->n_clusters; i++)
         hosts += (uint32_t)cfg->clusters[i].n_endpoints;
+    uint32_t per_generation = 3 + s->opt.concurrency; /* supervisor, listener, manager, workers */
     struct stats_layout layout = {
         .max_stats = 1024 + 1024 * objects + 16 * hosts,
         .max_histograms = 64 + 16 * objects,
-        /* supervisor, listener, upstream manager, workers; twice, for the two
-         * generations that overlap during a hot restart */
-        .n_slots = 2 * (3 + s->opt.concurrency),
+        /* twice, for the two generations that overlap during a hot restart */
+        .n_slots = 2 * per_generation,
         .arena_size = 64 * 1024 + 64 * 1024 * (uint64_t)objects + 2048 * (uint64_t)hosts,
     };
     stats_shm_name(s->opt.base_id, s->stats_name, sizeof(s->stats_name));
-    struct stats old;
     const char *why = NULL;
-    if (stats_attach(&old, s->stats_name, true, &why) == 0) {
-        pid_t owner = old.hdr->supervisor_pid;
-        bool alive = owner != getpid() && stats_owner_alive(&old);
-        stats_detach(&old);
-        if (alive) {
-            log_error("base id %u is in use by the legate with pid %d (segment %s); choose "
-                      "another --base-id",
-                      s->opt.base_id, (int)owner, s->stats_name);
-            return -1;
+    if (have_parent && parent_layout == STATS_LAYOUT_VERSION) {
+        /* Same layout: attach the running segment and write the half of the
+         * slots the parent does not, so that counters simply continue. */
+        if (stats_attach(&s->stats, s->stats_name, false, &why) == 0) {
+            uint32_t half = s->stats.g.n_slots / 2;
+            if (per_generation <= half) {
+                s->slot_base = s->parent_slot_base >= half ? 0 : half;
+                s->shares_segment = true;
+                log_info("statistics: sharing segment %s with epoch %u (slots %u..%u)",
+                         s->stats_name, s->parent_epoch, s->slot_base,
+                         s->slot_base + per_generation - 1);
+                goto registered;
+            }
+            log_warn("statistics: segment %s has %u slots per generation and this one needs %u",
+                     s->stats_name, half, per_generation);
+            stats_detach(&s->stats);
+        } else {
+            log_warn("statistics: cannot attach segment %s: %s", s->stats_name, why);
         }
-        log_info("replacing the stale statistics segment %s of pid %d", s->stats_name, (int)owner);
     }
-    if (stats_create(&s->stats, s->stats_name, &layout, s->opt.base_id, 0) != 0) {
+    if (have_parent) {
+        /* The parent keeps its mapping of the old segment; the name is ours. */
+        log_warn("statistics: a fresh segment (epoch %u has layout version %u, this binary %u)",
+                 s->parent_epoch, parent_layout, STATS_LAYOUT_VERSION);
+        stats_unlink(s->stats_name);
+    } else {
+        /* A segment whose supervisor is alive means the base id is in use:
+         * refused. One whose supervisor is gone is stale: replaced. */
+        struct stats old;
+        if (stats_attach(&old, s->stats_name, true, &why) == 0) {
+            pid_t owner = old.hdr->supervisor_pid;
+            bool alive = owner != getpid() && stats_owner_alive(&old);
+            stats_detach(&old);
+            if (alive) {
+                log_error("base id %u is in use by the legate with pid %d (segment %s); choose "
+                          "another --base-id, or take over with --restart-epoch",
+                          s->opt.base_id, (int)owner, s->stats_name);
+                return -1;
+            }
+            log_info("replacing the stale statistics segment %s of pid %d", s->stats_name,
+                     (int)owner);
+        }
+    }
+    if (stats_create(&s->stats, s->stats_name, &layout, s->opt.base_id, s->opt.restart_epoch) !=
+        0) {
         log_error("cannot create the statistics segment %s: %s", s->stats_name, strerror(errno));
         return -1;
     }
-    stats_set_slot(&s->stats, 0);
-    stats_slot_claim(&s->stats, 0, getpid(), "supervisor");
-    stats_gauge_set(&s->stats, stats_register(&s->stats, "server.live", STAT_GAUGE), 1);
-    stats_gauge_set(&s->stats, stats_register(&s->stats, "server.concurrency", STAT_GAUGE),
-                    s->opt.concurrency);
-    stats_gauge_set(&s->stats, stats_register(&s->stats, "server.hot_restart_epoch", STAT_GAUGE),
-                    0);
+    s->owns_segment = true;
     log_info("statistics in shared memory %s (%u stats, %u slots)", s->stats_name, layout.max_stats,
              layout.n_slots);
+registered:
+    stats_set_slot(&s->stats, s->slot_base);
+    stats_slot_claim(&s->stats, s->slot_base, getpid(), "supervisor", s->opt.restart_epoch);
+    s->g_live = stats_register(&s->stats, "server.live", STAT_GAUGE);
+    s->g_concurrency = stats_register(&s->stats, "server.concurrency", STAT_GAUGE);
+    s->g_epoch = stats_register(&s->stats, "server.hot_restart_epoch", STAT_GAUGE);
+    s->g_generation = stats_register(&s->stats, "server.hot_restart_generation", STAT_GAUGE);
+    stats_gauge_set(&s->stats, s->g_live, 1);
+    stats_gauge_set(&s->stats, s->g_concurrency, s->opt.concurrency);
+    stats_gauge_set(&s->stats, s->g_epoch, s->opt.restart_epoch);
+    stats_gauge_set(&s->stats, s->g_generation, s->generation);
     return 0;
+}
+
+/* Runtime directories of instances that died without cleaning up (SIGKILL):
+ * a control socket nobody listens on, or none after a minute. */
+static void remove_stale_runtime_dirs(const char *base, unsigned base_id)
+{
+    DIR *d = opendir(base);
+    if (d == NULL)
+        return;
+    char prefix[64];
+    int plen = snprintf(prefix, sizeof(prefix), "legate.%u.", base_id);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix, (size_t)plen) != 0)
+            continue;
+        char dir[512], ctl[600];
+        snprintf(dir, sizeof(dir), "%s/%s", base, e->d_name);
+        snprintf(ctl, sizeof(ctl), "%s/control", dir);
+        struct stat st;
+        if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid())
+            continue;
+        bool stale;
+        if (lstat(ctl, &st) != 0) {
+            stale = errno == ENOENT && time(NULL) - st.st_mtime > 60;
+        } else {
+            struct sockaddr_un sun = {.sun_family = AF_UNIX};
+            if (strlen(ctl) >= sizeof(sun.sun_path))
+                continue;
+            memcpy(sun.sun_path, ctl, strlen(ctl) + 1);
+            int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            stale = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 &&
+                    errno == ECONNREFUSED;
+            if (fd >= 0)
+                close(fd);
+        }
+        if (!stale)
+            continue;
+        unlink(ctl);
+        if (rmdir(dir) == 0)
+            log_info("removed the stale runtime directory %s", dir);
+    }
+    closedir(d);
 }
 
 int supervisor_run(struct config *cfg, const struct sup_options *opt)
@@ -676,10 +1385,26 @@ int supervisor_run(struct config *cfg, const struct sup_options *opt)
         cleanup_runtime_dir(s);
         return 1;
     }
-    if (open_stats(s) != 0) {
+    s->hr_next_fd = s->hr_parent_fd = s->parent_pidfd = -1;
+    s->hr_listen_fd = hr_listen(opt->base_id, opt->restart_epoch);
+    if (s->hr_listen_fd < 0) {
+        if (errno == EADDRINUSE)
+            log_error("epoch %u of base id %u is running already: to take over from it, start "
+                      "with --restart-epoch %u (or send it SIGUSR2)",
+                      opt->restart_epoch, opt->base_id, opt->restart_epoch + 1);
+        else
+            log_error("hot-restart rendezvous socket: %s", strerror(errno));
         cleanup_runtime_dir(s);
         return 1;
     }
+    uint32_t parent_layout = 0;
+    int parent = opt->restart_epoch > 0 ? connect_parent(s, &parent_layout) : 1;
+    if (parent < 0 || open_stats(s, parent == 0, parent_layout) != 0) {
+        cleanup_runtime_dir(s);
+        return 1;
+    }
+    if (parent == 0)
+        receive_parent_sockets(s);
 
     unsigned n = opt->concurrency;
     s->listener_ends = calloc(n, sizeof(int));
@@ -712,6 +1437,25 @@ int supervisor_run(struct config *cfg, const struct sup_options *opt)
     ev_signal_start(s->loop, &s->sig_usr1);
     s->reopen_total =
         stats_cell(&s->stats, stats_register(&s->stats, "server.log_reopen_total", STAT_COUNTER));
+    s->reload_rejected = stats_cell(
+        &s->stats, stats_register(&s->stats, "server.hot_restart.reload_rejected", STAT_COUNTER));
+    ev_signal_init(&s->sig_usr2, on_sigusr2, SIGUSR2);
+    ev_signal_init(&s->sig_hup, on_sighup, SIGHUP);
+    s->sig_usr2.data = s->sig_hup.data = s;
+    ev_signal_start(s->loop, &s->sig_usr2);
+    ev_signal_start(s->loop, &s->sig_hup);
+    ev_io_init(&s->hr_accept_io, on_hr_accept, s->hr_listen_fd, EV_READ);
+    s->hr_accept_io.data = s;
+    ev_io_start(s->loop, &s->hr_accept_io);
+    ev_child_init(&s->next_watcher, on_next_exit, 0, 0);
+    s->next_watcher.data = s;
+    ev_timer_init(&s->parent_timer, on_parent_timer, 0., 0.);
+    s->parent_timer.data = s;
+    if (s->hr_parent_fd >= 0) {
+        ev_io_init(&s->hr_parent_io, on_hr_parent, s->hr_parent_fd, EV_READ);
+        s->hr_parent_io.data = s;
+        ev_io_start(s->loop, &s->hr_parent_io);
+    }
     ev_timer_init(&s->stop_timer, on_stop_timer, 0., 0.);
     s->stop_timer.data = s;
 
@@ -735,6 +1479,8 @@ int supervisor_run(struct config *cfg, const struct sup_options *opt)
             c->exit_watcher.data = c;
             ev_timer_init(&c->respawn_timer, on_respawn_timer, 0., 0.);
             c->respawn_timer.data = c;
+            ev_io_init(&c->sup_io, on_listener_sockets, -1, EV_READ);
+            c->sup_io.data = c;
             c->sup_sock = c->sup_peer = -1;
         }
     }
@@ -746,8 +1492,22 @@ int supervisor_run(struct config *cfg, const struct sup_options *opt)
     proc_stats_stop(&s->proc_stats, s->loop);
     ipc_close(&s->ctl);
     cleanup_runtime_dir(s);
-    atomic_store_explicit(&s->stats.hdr->owner_alive, 0, memory_order_relaxed);
-    stats_detach(&s->stats);
-    stats_unlink(s->stats_name);
+    close_held(s);
+    if (s->hr_listen_fd >= 0)
+        close(s->hr_listen_fd);
+    stats_slot_reset_gauges(&s->stats, s->slot_base);
+    stats_slot_exited(&s->stats, s->slot_base);
+    /* A segment the next generation took over is its own now; one we share
+     * with a parent that still serves (we failed to start) is the parent's. */
+    bool still_ours = s->owns_segment && !s->handed_over;
+    if (s->shares_segment && s->parent_told_to_drain && !s->handed_over)
+        still_ours = true;
+    if (still_ours) {
+        atomic_store_explicit(&s->stats.hdr->owner_alive, 0, memory_order_relaxed);
+        stats_detach(&s->stats);
+        stats_unlink(s->stats_name);
+    } else {
+        stats_detach(&s->stats);
+    }
     return s->exit_code;
 }

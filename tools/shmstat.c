@@ -172,9 +172,11 @@ static void print_per_process(const struct stats *s, const struct stats_view *v,
             if (json) {
                 buf_printf(out, "%s{\"slot\":%u,\"process\":", first ? "" : ",", slot);
                 json_append_string(out, si.title, strlen(si.title));
-                buf_printf(out, ",\"pid\":%d,\"value\":%s}", (int)si.pid, val);
+                buf_printf(out, ",\"pid\":%d,\"epoch\":%u,\"value\":%s}", (int)si.pid, si.epoch,
+                           val);
             } else
-                buf_printf(out, " %s[%d]=%s", si.title[0] ? si.title : "?", (int)si.pid, val);
+                buf_printf(out, " %s@%u[%d]=%s", si.title[0] ? si.title : "?", si.epoch,
+                           (int)si.pid, val);
             first = false;
         }
         buf_printf(out, json ? "]}" : "\n");

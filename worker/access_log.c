@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/config.h"
+
 enum piece_kind {
     P_LITERAL,
     P_START_TIME,
@@ -273,6 +275,25 @@ int access_log_format_render(const struct access_log_format *f, const struct acc
                 put(out, v, colon ? (size_t)(colon - v) : (v ? strlen(v) : 0), 0);
             break;
         }
+        }
+    }
+    return 0;
+}
+
+int access_log_check_config(const struct config *cfg, char *err, size_t err_cap)
+{
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const struct cfg_hcm *h = &cfg->listeners[i].hcm;
+        for (size_t j = 0; j < h->n_access_logs; j++) {
+            char why[256];
+            struct access_log_format *f =
+                access_log_format_compile(h->access_logs[j].format, why, sizeof(why));
+            if (f == NULL) {
+                snprintf(err, err_cap, "%s: static_resources.listeners[%zu] access_log[%zu]: %s",
+                         cfg->source, i, j, why);
+                return -1;
+            }
+            access_log_format_free(f);
         }
     }
     return 0;

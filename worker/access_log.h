@@ -40,6 +40,10 @@ struct access_log_info {
 /* NULL format means Envoy's default. Returns NULL with a message in err. */
 struct access_log_format *access_log_format_compile(const char *format, char *err, size_t err_cap);
 void access_log_format_free(struct access_log_format *f);
+/* Compile every access-log format of a configuration, as start-up must before
+ * anything runs: 0, or -1 with the first failure ("<file>: <where>: <why>"). */
+struct config;
+int access_log_check_config(const struct config *cfg, char *err, size_t err_cap);
 int access_log_format_render(const struct access_log_format *f, const struct access_log_info *info,
                              struct buf *out);
 

@@ -168,6 +168,7 @@ static void admin_server_info(struct admin_request *r)
     const struct stats *s = r->w->ctx->stats;
     const struct child_ctx *ctx = r->w->ctx;
     int64_t uptime = gauge_of(s, "server.uptime");
+    int64_t all_epochs = (int64_t)time(NULL) - s->hdr->created_unix;
     reply(r, 200, "application/json");
     buf_printf(r->body,
                "{\"version\":\"%s\",\"state\":\"%s\",\"hot_restart_version\":\"%u\","
@@ -175,11 +176,26 @@ static void admin_server_info(struct admin_request *r)
                "\"command_line_options\":{\"base_id\":%u,\"concurrency\":%u,"
                "\"restart_epoch\":%u,\"drain_time_s\":%u,\"config_path\":",
                LEGATE_VERSION, r->w->draining ? "DRAINING" : "LIVE", STATS_LAYOUT_VERSION,
-               (long long)uptime, (long long)uptime, ctx->base_id, ctx->concurrency, s->hdr->epoch,
-               ctx->drain_time_ms / 1000);
+               (long long)uptime, (long long)(all_epochs > uptime ? all_epochs : uptime),
+               ctx->base_id, ctx->concurrency, ctx->restart_epoch, ctx->drain_time_ms / 1000);
     json_append_string(r->body, ctx->cfg->source, strlen(ctx->cfg->source));
-    buf_printf(r->body, "},\"epochs\":[{\"epoch\":%u,\"supervisor_pid\":%d,\"created\":%lld}]}\n",
-               s->hdr->epoch, (int)s->hdr->supervisor_pid, (long long)s->hdr->created_unix);
+    /* Every generation alive: two while a hot restart overlaps them. */
+    buf_printf(r->body, "},\"epochs\":[");
+    bool first = true;
+    for (uint32_t slot = 0; slot < s->g.n_slots; slot++) {
+        struct stats_slot_info si;
+        if (!stats_slot_info(s, slot, &si) ||
+            atomic_load_explicit(&si.state, memory_order_relaxed) != STATS_SLOT_ALIVE ||
+            strcmp(si.title, "supervisor") != 0)
+            continue;
+        buf_printf(r->body,
+                   "%s{\"epoch\":%u,\"supervisor_pid\":%d,\"started\":%lld,"
+                   "\"serving\":%s}",
+                   first ? "" : ",", si.epoch, (int)si.pid, (long long)si.started_unix,
+                   si.pid == s->hdr->supervisor_pid ? "true" : "false");
+        first = false;
+    }
+    buf_printf(r->body, "]}\n");
 }
 
 static void admin_hot_restart_version(struct admin_request *r)

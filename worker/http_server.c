@@ -1200,6 +1200,16 @@ void http_server_accept(struct worker *w, struct listener_rt *l, int fd,
     stats_cell_add(l->stats.listener_cx_active, 1);
 }
 
+/* Idle means nothing buffered here and nothing waiting in the socket: a
+ * request the client already sent is answered (with connection: close), not
+ * reset. */
+static bool conn_is_idle(struct conn *c)
+{
+    int unread = 0;
+    return !c->st.active && h1_parser_is_idle(c->parser) && buf_len(&c->in) == 0 &&
+           ioctl(c->fd, FIONREAD, &unread) == 0 && unread == 0;
+}
+
 void http_server_drain(struct worker *w, bool close_idle)
 {
     struct conn *next;
@@ -1207,15 +1217,31 @@ void http_server_drain(struct worker *w, bool close_idle)
         next = c->next;
         conn_enter(c);
         c->close_after = true;
-        /* Idle means nothing buffered here and nothing waiting in the socket:
-         * a request the client already sent is answered (with connection:
-         * close), not reset. */
-        int unread = 0;
-        if (close_idle && !c->st.active && h1_parser_is_idle(c->parser) && buf_len(&c->in) == 0 &&
-            ioctl(c->fd, FIONREAD, &unread) == 0 && unread == 0)
+        if (close_idle && conn_is_idle(c))
             conn_close(c);
         conn_leave(c);
     }
+}
+
+size_t http_server_close_idle(struct worker *w, double fraction)
+{
+    size_t closed = 0;
+    struct conn *next;
+    for (struct conn *c = w->conns; c != NULL; c = next) {
+        next = c->next;
+        /* Fibonacci hashing of the address: a fixed, well-spread place per
+         * connection, so each is closed once its share of the time is up. */
+        uint64_t h = (uint64_t)(uintptr_t)c * 0x9e3779b97f4a7c15ull;
+        if ((double)(h >> 11) / (double)(1ull << 53) >= fraction)
+            continue;
+        conn_enter(c);
+        if (conn_is_idle(c)) {
+            conn_close(c);
+            closed++;
+        }
+        conn_leave(c);
+    }
+    return closed;
 }
 
 void http_server_close_all(struct worker *w)

@@ -143,27 +143,59 @@ static void on_drain_deadline(struct ev_loop *loop, ev_timer *t, int revents)
     worker_exit_loop(w);
 }
 
-static void begin_drain(struct worker *w, uint32_t deadline_ms)
+/* Gradual drain: at each tick, the idle connections whose share of the drain
+ * time has come are closed, so that their clients move to the next
+ * generation spread over the drain time rather than all at its end. */
+static void on_gradual_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct worker *w = t->data;
+    double elapsed = ev_now(loop) - w->drain_started;
+    double fraction = w->drain_length > 0 ? elapsed / w->drain_length : 1.0;
+    size_t closed = http_server_close_idle(w, fraction);
+    if (closed > 0)
+        log_debug("gradual drain at %.0f%%: closed %zu idle connections", fraction * 100, closed);
+}
+
+static void begin_drain(struct worker *w, uint32_t deadline_ms, uint32_t flags)
 {
     if (w->draining)
         return;
-    /* Connections already in the accept queue were promised service by the
-     * kernel: take them (they will be answered with connection: close) before
-     * the listener goes and the queue with it. */
-    for (size_t i = 0; i < w->n_listeners; i++)
-        accept_batch(w, &w->listeners[i], 4096);
+    bool keep_idle = (flags & IPC_DRAIN_KEEP_IDLE) != 0;
+    /* On a stop, connections already in the accept queue were promised
+     * service by the kernel: take them (they will be answered with connection:
+     * close) before the listener goes and the queue with it. On a hot restart
+     * the next generation holds the same sockets and takes them. */
+    if (!keep_idle)
+        for (size_t i = 0; i < w->n_listeners; i++)
+            accept_batch(w, &w->listeners[i], 4096);
     w->draining = true;
     stop_accepting(w);
     ev_timer_stop(w->loop, &w->accept_retry);
-    log_debug("draining %zu connections (deadline %u ms)", w->n_conns, deadline_ms);
+    /* Out of the sockets' wait queues: an exclusive wake-up must go to a
+     * worker that still accepts. */
+    for (size_t i = 0; i < w->n_listeners; i++)
+        if (w->listeners[i].epfd >= 0) {
+            close(w->listeners[i].epfd);
+            w->listeners[i].epfd = -1;
+        }
+    log_debug("draining %zu connections (deadline %u ms%s%s)", w->n_conns, deadline_ms,
+              keep_idle ? ", idle ones kept" : "", (flags & IPC_DRAIN_GRADUAL) ? ", gradual" : "");
     /* On a stop there is no next generation to take idle keep-alive
      * connections: close them now; busy ones close after their response. */
-    http_server_drain(w, true);
+    http_server_drain(w, !keep_idle);
     if (w->n_conns == 0) {
         worker_exit_loop(w);
         return;
     }
     timer_rearm(w->loop, &w->drain_timer, (double)deadline_ms / 1000.0);
+    if (keep_idle && (flags & IPC_DRAIN_GRADUAL) && deadline_ms > 0) {
+        w->drain_started = ev_now(w->loop);
+        w->drain_length = (double)deadline_ms / 1000.0;
+        double tick = w->drain_length / 100;
+        ev_timer_set(&w->gradual_timer, tick < 0.05 ? 0.05 : tick, tick < 0.05 ? 0.05 : tick);
+        ev_timer_start(w->loop, &w->gradual_timer);
+    }
 }
 
 static void on_control(struct ipc_chan *ch, const char *peer, size_t peer_len,
@@ -174,7 +206,7 @@ static void on_control(struct ipc_chan *ch, const char *peer, size_t peer_len,
     struct worker *w = ch->data;
     switch (msg->hdr.type) {
     case IPC_DRAIN:
-        begin_drain(w, msg->u.DRAIN.deadline_ms);
+        begin_drain(w, msg->u.DRAIN.deadline_ms, msg->u.DRAIN.flags);
         break;
     case IPC_STOP:
         http_server_close_all(w);
@@ -191,7 +223,7 @@ static void on_sigterm(struct ev_loop *loop, ev_signal *s, int revents)
     (void)loop;
     (void)revents;
     struct worker *w = s->data;
-    begin_drain(w, w->ctx->drain_time_ms);
+    begin_drain(w, w->ctx->drain_time_ms, 0);
 }
 
 /* Ask the listener for the listening sockets and wait (bounded) for them. */
@@ -467,6 +499,8 @@ int worker_run(const struct child_ctx *ctx)
 
     ev_timer_init(&w.drain_timer, on_drain_deadline, 0., 0.);
     w.drain_timer.data = &w;
+    ev_timer_init(&w.gradual_timer, on_gradual_tick, 0., 0.);
+    w.gradual_timer.data = &w;
     ev_timer_init(&w.accept_retry, on_accept_retry, 0., 0.);
     w.accept_retry.data = &w;
     ev_timer_init(&w.flush_timer, on_flush_timer, 0.5, 0.5);

@@ -106,6 +106,9 @@ struct worker {
     size_t n_conns;
     bool draining;
     ev_timer drain_timer;
+    ev_timer gradual_timer; /* --drain-strategy gradual: closes idle connections over time */
+    ev_tstamp drain_started;
+    double drain_length; /* seconds */
     ev_timer flush_timer;
     ev_timer accept_retry; /* accepting paused after EMFILE and the like */
     ev_tstamp accept_error_logged;
@@ -130,6 +133,9 @@ void http_server_accept(struct worker *w, struct listener_rt *l, int fd,
 /* Draining: ask every connection to close when its current request ends;
  * close the idle ones now if `close_idle`. */
 void http_server_drain(struct worker *w, bool close_idle);
+/* Close the idle connections whose place in [0, 1) (a hash of the connection)
+ * is below `fraction`; returns how many were closed. */
+size_t http_server_close_idle(struct worker *w, double fraction);
 /* The drain deadline passed: close everything. */
 void http_server_close_all(struct worker *w);
 

@@ -153,7 +153,8 @@ class LifecycleTest(H.LegateTestCase):
         self.addCleanup(twin.close)
         with self.assertRaises(AssertionError) as refused:
             twin.start(timeout=5)
-        self.assertIn("base id %d is in use" % lg.base_id, str(refused.exception))
+        self.assertIn("epoch 0 of base id %d is running already" % lg.base_id,
+                      str(refused.exception))
         # Killed outright, the instance leaves its segment behind: a new one
         # with that base id replaces it as stale instead of refusing.
         lg.kill()
