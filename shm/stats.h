@@ -24,7 +24,12 @@
 #include <sys/types.h>
 
 #define STATS_MAGIC 0x3154415453474c00ull /* "\0LGSTAT1" */
-#define STATS_LAYOUT_VERSION 3u           /* bump on any change below */
+/* Bump on any change below. A test build adds LEGATE_LAYOUT_VERSION_DELTA to
+ * exercise a hot restart between different layouts. */
+#ifndef LEGATE_LAYOUT_VERSION_DELTA
+#define LEGATE_LAYOUT_VERSION_DELTA 0u
+#endif
+#define STATS_LAYOUT_VERSION (3u + LEGATE_LAYOUT_VERSION_DELTA)
 
 /* Histogram buckets: values 0..15 exactly, then 8 linear sub-buckets per power
  * of two up to 2^40 (a value is exact to within 12.5%); larger values land in

@@ -47,7 +47,9 @@ struct hr_sock_key {
 };
 
 struct hr_counter {
-    uint64_t value;
+    uint64_t value; /* the counter's total in the old generation's segment */
+    uint32_t flags; /* STAT_FLAG_* */
+    uint32_t unused;
     char name[HR_NAME_MAX]; /* NUL-terminated */
 };
 

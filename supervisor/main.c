@@ -440,14 +440,10 @@ int main(int argc, char **argv)
         config_free(&cfg);
         return 0;
     }
-    if (opt.drain_time_ms > opt.parent_shutdown_ms) {
-        fprintf(stderr,
-                "legate: --drain-time-s (%u) must not exceed --parent-shutdown-time-s "
-                "(%u)\n",
-                opt.drain_time_ms / 1000, opt.parent_shutdown_ms / 1000);
-        config_free(&cfg);
-        return 2;
-    }
+    if (opt.drain_time_ms > opt.parent_shutdown_ms)
+        log_warn("--drain-time-s %u exceeds --parent-shutdown-time-s %u: after a hot restart the "
+                 "old generation is cut off before its drain time is up",
+                 opt.drain_time_ms / 1000, opt.parent_shutdown_ms / 1000);
     char exe[PATH_MAX];
     if (find_own_path(argv[0], exe, sizeof(exe)) != 0) {
         fprintf(stderr, "legate: cannot find my own binary (%s): hot restart by signal needs it\n",

@@ -113,6 +113,9 @@ struct sup {
     ev_signal sig_usr2, sig_hup;
     _Atomic uint64_t *reload_rejected;                /* server.hot_restart.reload_rejected */
     int g_live, g_concurrency, g_epoch, g_generation; /* server.* gauges, this slot */
+    bool carry_counters; /* old: the next generation has another layout: send it our counters */
+    ev_timer carry_timer;
+    uint64_t *carried;   /* new: each counter's last total received from the parent, by id */
     bool owns_segment;   /* made it, or took it over: unlinked at exit */
     bool shares_segment; /* attached the previous generation's segment */
 };
@@ -803,6 +806,53 @@ static void send_held_sockets(struct sup *s)
     log_info("handed %zu listening sockets to the new generation", s->n_held);
 }
 
+/* Layouts differ, so the next generation has a segment of its own: it gets
+ * our counters' totals in messages (at the hand-over, each second while we
+ * drain, and a last time when our processes have all exited) and adds what
+ * grew to its own. Gauges are live values and stay ours; histograms are not
+ * carried. */
+static void send_counters(struct sup *s, bool final)
+{
+    if (s->hr_next_fd < 0)
+        return;
+    struct hr_msg m = {.magic = HR_MAGIC, .type = HR_COUNTERS};
+    uint32_t n = stats_count(&s->stats);
+    for (uint32_t id = 0; id <= n; id++) {
+        bool last = id == n;
+        enum stat_kind kind;
+        uint32_t flags;
+        const struct stats_entry *e = last ? NULL : stats_entry_at(&s->stats, id);
+        size_t len = 0;
+        const char *name = e != NULL ? stats_name(&s->stats, e, &len) : NULL;
+        if (name != NULL && len < HR_NAME_MAX && stats_entry_info(&s->stats, id, &kind, &flags) &&
+            kind == STAT_COUNTER) {
+            uint64_t v = stats_counter_value(&s->stats, (int)id);
+            if (v > 0) {
+                struct hr_counter *c = &m.u.counters.c[m.u.counters.n++];
+                c->value = v;
+                c->flags = flags;
+                memcpy(c->name, name, len);
+                c->name[len] = '\0';
+            }
+        }
+        if (m.u.counters.n == HR_COUNTERS_PER_MSG || (last && (m.u.counters.n > 0 || final))) {
+            m.u.counters.final = last && final;
+            if (hr_send(s->hr_next_fd, &m, NULL, 0) != 0) {
+                log_warn("cannot send the counters to the next generation: %s", strerror(errno));
+                return;
+            }
+            m.u.counters.n = 0;
+        }
+    }
+}
+
+static void on_carry_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    send_counters(w->data, false);
+}
+
 /* The next generation serves: drain. Idle keep-alive connections stay until
  * the deadline (or, gradual, go spread over it); every response now says
  * connection: close. The segment is the new generation's from here on. */
@@ -821,6 +871,11 @@ static void begin_restart_drain(struct sup *s, uint32_t drain_ms, bool gradual)
     ev_io_stop(s->loop, &s->hr_accept_io);
     close(s->hr_listen_fd); /* nobody takes over from a draining generation */
     s->hr_listen_fd = -1;
+    if (s->carry_counters) {
+        send_counters(s, false);
+        ev_timer_set(&s->carry_timer, 1.0, 1.0);
+        ev_timer_start(s->loop, &s->carry_timer);
+    }
     start_drain(s, drain_ms, IPC_DRAIN_KEEP_IDLE | (gradual ? IPC_DRAIN_GRADUAL : 0));
 }
 
@@ -851,10 +906,10 @@ static void on_hr_next(struct ev_loop *loop, ev_io *w, int revents)
             next_gone(s);
             return;
         }
+        s->carry_counters = m.u.hello.layout_version != STATS_LAYOUT_VERSION;
         log_info("hot restart: epoch %u (pid %d, layout version %u%s) is starting", m.u.hello.epoch,
                  (int)m.u.hello.pid, m.u.hello.layout_version,
-                 m.u.hello.layout_version == STATS_LAYOUT_VERSION ? ", same as ours"
-                                                                  : ", not ours");
+                 s->carry_counters ? ", not ours: counters go over in messages" : ", same as ours");
         struct hr_msg r = {.magic = HR_MAGIC, .type = HR_WELCOME};
         r.u.welcome.layout_version = STATS_LAYOUT_VERSION;
         r.u.welcome.epoch = s->opt.restart_epoch;
@@ -1061,6 +1116,27 @@ static void parent_gone(struct sup *s)
     }
 }
 
+/* Counter totals from a parent with another layout: add what grew since the
+ * last message to this supervisor's own cells. */
+static void apply_carried_counters(struct sup *s, const struct hr_msg *m)
+{
+    if (s->carried == NULL) {
+        log_warn("counters from epoch %u, which shares our segment, ignored", s->parent_epoch);
+        return;
+    }
+    for (uint32_t i = 0; i < m->u.counters.n; i++) {
+        const struct hr_counter *c = &m->u.counters.c[i];
+        int id = stats_register_flags(&s->stats, c->name, STAT_COUNTER, c->flags & STAT_FLAG_HOST);
+        if (id < 0 || (uint32_t)id >= s->stats.g.max_stats)
+            continue;
+        if (c->value > s->carried[id])
+            stats_inc(&s->stats, id, c->value - s->carried[id]);
+        s->carried[id] = c->value;
+    }
+    if (m->u.counters.final)
+        log_info("counters of epoch %u carried over", s->parent_epoch);
+}
+
 static void on_hr_parent(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
@@ -1074,8 +1150,11 @@ static void on_hr_parent(struct ev_loop *loop, ev_io *w, int revents)
     if (rc < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (rc > 0) {
-        log_warn("hot restart: unexpected message %u from epoch %u ignored", m.type,
-                 s->parent_epoch);
+        if (m.type == HR_COUNTERS)
+            apply_carried_counters(s, &m);
+        else
+            log_warn("hot restart: unexpected message %u from epoch %u ignored", m.type,
+                     s->parent_epoch);
         return;
     }
     parent_gone(s);
@@ -1304,6 +1383,8 @@ static int open_stats(struct sup *s, bool have_parent, uint32_t parent_layout)
         return -1;
     }
     s->owns_segment = true;
+    if (have_parent && (s->carried = calloc(layout.max_stats, sizeof(uint64_t))) == NULL)
+        log_fatal("out of memory");
     log_info("statistics in shared memory %s (%u stats, %u slots)", s->stats_name, layout.max_stats,
              layout.n_slots);
 registered:
@@ -1451,6 +1532,8 @@ int supervisor_run(struct config *cfg, const struct sup_options *opt)
     s->next_watcher.data = s;
     ev_timer_init(&s->parent_timer, on_parent_timer, 0., 0.);
     s->parent_timer.data = s;
+    ev_timer_init(&s->carry_timer, on_carry_timer, 0., 0.);
+    s->carry_timer.data = s;
     if (s->hr_parent_fd >= 0) {
         ev_io_init(&s->hr_parent_io, on_hr_parent, s->hr_parent_fd, EV_READ);
         s->hr_parent_io.data = s;
@@ -1490,9 +1573,12 @@ int supervisor_run(struct config *cfg, const struct sup_options *opt)
     ev_run(s->loop, 0);
 
     proc_stats_stop(&s->proc_stats, s->loop);
+    if (s->carry_counters && s->handed_over)
+        send_counters(s, true); /* every process has exited: these are the last totals */
     ipc_close(&s->ctl);
     cleanup_runtime_dir(s);
     close_held(s);
+    free(s->carried);
     if (s->hr_listen_fd >= 0)
         close(s->hr_listen_fd);
     stats_slot_reset_gauges(&s->stats, s->slot_base);

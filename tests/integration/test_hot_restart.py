@@ -6,6 +6,7 @@ Every test runs legate from a copy of the binary in its own directory, so that
 a test can replace the binary on disk (as an upgrade does) and send SIGUSR2,
 which re-executes whatever is at that path with the next --restart-epoch."""
 
+import datetime
 import hashlib
 import http.client
 import json
@@ -13,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +25,9 @@ import harness as H  # noqa: E402
 
 ALT_BIN = os.environ.get("LEGATE_ALT_BIN",
                          os.path.join(os.environ.get("LEGATE_BUILD_DIR", "build"), "legate-alt"))
+LAYOUT_BIN = os.environ.get("LEGATE_LAYOUT_BIN",
+                            os.path.join(os.environ.get("LEGATE_BUILD_DIR", "build"),
+                                         "legate-layout"))
 SHMSTAT = os.path.join(os.environ.get("LEGATE_BUILD_DIR", "build"), "shmstat")
 GIB = 1 << 30
 
@@ -131,13 +136,18 @@ class HotRestartTest(H.LegateTestCase):
                                  % ALT_BIN)
         cls.up = cls.class_upstream()
 
-    def start_legate(self, drain_s=3, extra=(), concurrency=2, vhosts=None):
-        self.port = H.free_port()
-        self.admin = H.free_port()
+    def config(self, ports, vhosts=None):
+        """Listeners on `ports` (the first named main), all routing to the upstream."""
         vhosts = vhosts or [H.vhost("default", ["*"],
                                     [H.route_to("up", prefix="/", timeout="0s")])]
-        cfg = H.simple_config(self.port, vhosts, [H.cluster("up", [self.up.port])],
-                              admin_port=self.admin)
+        return H.bootstrap([H.listener("main" if i == 0 else "l%d" % p, p, vhosts)
+                            for i, p in enumerate(ports)],
+                           [H.cluster("up", [self.up.port])], admin_port=self.admin)
+
+    def start_legate(self, drain_s=3, extra=(), concurrency=2, vhosts=None, more_ports=()):
+        self.port = H.free_port()
+        self.admin = H.free_port()
+        cfg = self.config([self.port] + list(more_ports), vhosts)
         lg = self.legate(cfg, self.port, start=False, concurrency=concurrency,
                          extra_args=["--drain-time-s", str(drain_s)] + list(extra))
         self.bin = os.path.join(lg.dir, "bin", "legate")
@@ -147,10 +157,15 @@ class HotRestartTest(H.LegateTestCase):
         lg.start()
         self.lg = lg
         self.epoch = 0
+        self.takeover_ms = []
         return lg
 
     def serving_supervisor(self):
-        return shmstat_json(self.lg.base_id)["segment"]["supervisor_pid"]
+        """From /server_info, which works whatever the binary's segment layout."""
+        info = json.loads(H.get(self.admin, "/server_info").body)
+        serving = [e["supervisor_pid"] for e in info["epochs"] if e["serving"]]
+        self.assertEqual(len(serving), 1, info)
+        return serving[0]
 
     def wait_log(self, pattern, timeout, after=0):
         rx = re.compile(pattern)
@@ -163,17 +178,28 @@ class HotRestartTest(H.LegateTestCase):
     def log_len(self):
         return len(self.lg.log_text(limit=1 << 24))
 
-    def hot_restart(self, sig=signal.SIGUSR2, wait_old_exit=True, old_exit_timeout=20):
+    def hot_restart(self, sig=signal.SIGUSR2, wait_old_exit=True, old_exit_timeout=20, old=None):
         """Signal the serving supervisor; wait until the next epoch serves (and,
         by default, until the old one has exited)."""
         mark = self.log_len()
-        old = self.serving_supervisor()
+        old = old or self.serving_supervisor()
         os.kill(old, sig)
         nxt = self.epoch + 1
         self.wait_log(r"took over from epoch %d \(pid %d\)" % (self.epoch, old), 20, mark)
         if wait_old_exit:
             self.wait_log(r"epoch %d \(pid %d\) has exited" % (self.epoch, old),
                           old_exit_timeout, mark)
+        # From the signal's receipt to every new worker holding the sockets.
+        log = self.lg.log_text(limit=1 << 24)[mark:]
+        t = re.search(r"\[([\d:.-]+ [\d:.]+)\]\[\d+\]\[info\]\[supervisor\] SIG\w+: starting epoch "
+                      r"%d" % nxt, log)
+        r = re.search(r"\[([\d:.-]+ [\d:.]+)\]\[\d+\]\[info\]\[supervisor\] legate is ready: "
+                      r".* epoch %d" % nxt, log)
+        if t and r:
+            fmt = "%Y-%m-%d %H:%M:%S.%f"
+            self.takeover_ms.append(round((datetime.datetime.strptime(r.group(1), fmt)
+                                           - datetime.datetime.strptime(t.group(1), fmt))
+                                          .total_seconds() * 1000))
         self.epoch = nxt
         self.lg.processes()  # remember the new generation's pids for cleanup
         return old
@@ -210,7 +236,10 @@ class HotRestartTest(H.LegateTestCase):
             if wrk.poll() is None:
                 wrk.kill()
         sys.stderr.write("wrk:\n%s\nnew-connection client: %d ok, %d failed\nbuilds: %s\n"
-                         % (wrk_out, newconn.ok, len(newconn.failures), builds))
+                         "SIGUSR2 to the new generation serving, ms: %s\n"
+                         % (wrk_out, newconn.ok, len(newconn.failures), builds,
+                            self.takeover_ms))
+        self.assertEqual(len(self.takeover_ms), 5)
         self.assertEqual(builds, ["legate 0.1.0+alt", "legate 0.1.0"] * 2 + ["legate 0.1.0+alt"])
         self.assertRegex(self.lg.log_text(limit=1 << 24), r"legate 0\.1\.0\+alt starting")
         m = re.search(r"(\d+) requests in", wrk_out)
@@ -270,6 +299,7 @@ class HotRestartTest(H.LegateTestCase):
         workers are stopped) are accepted and served by the new generation."""
         self.start_legate(drain_s=3)
         inode = listen_inode(self.port)
+        sup = self.serving_supervisor()
         old_workers = list(self.lg.roles()["workers"].values())
         for p in old_workers:
             os.kill(p, signal.SIGSTOP)
@@ -279,7 +309,7 @@ class HotRestartTest(H.LegateTestCase):
                 c = H.RawConnection(self.port, timeout=20)
                 c.request("GET", "/fixed")
                 conns.append(c)
-            self.hot_restart(wait_old_exit=False)
+            self.hot_restart(wait_old_exit=False, old=sup)
             for c in conns:
                 r = c.read_response()
                 self.assertEqual(r.status, 200, r)
@@ -423,6 +453,55 @@ class HotRestartTest(H.LegateTestCase):
         slow.join(30)
         self.wait_log(r"epoch 0 \(pid %d\) has exited" % sup, 20)
 
+    def test_by_hand_and_a_port_clash(self):
+        """A new generation started by hand with --restart-epoch takes over; one
+        whose configuration names a port another process holds dies before it
+        serves, and the running generation is untouched."""
+        self.start_legate(drain_s=3)
+        inode = listen_inode(self.port)
+        blocker = H.free_port()
+        held = socket.socket()
+        held.bind(("127.0.0.1", blocker))
+        held.listen(1)
+        try:
+            with open(os.path.join(self.lg.dir, "clash.yaml"), "w") as f:
+                f.write(H.to_yaml(self.config([self.port, blocker])))
+            out = subprocess.run([H.LEGATE_BIN, "-c", os.path.join(self.lg.dir, "clash.yaml"),
+                                  "--base-id", str(self.lg.base_id), "--restart-epoch", "1",
+                                  "--concurrency", "1"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, timeout=30)
+        finally:
+            held.close()
+        self.assertEqual(out.returncode, 1, out.stdout)
+        self.assertIn("cannot bind 127.0.0.1 port %d" % blocker, out.stdout)
+        self.assertEqual(H.get(self.port, "/fixed").status, 200)
+        self.assertEqual(stat_value(self.lg.base_id, "server.hot_restart_epoch"), 0)
+        # By hand, for real this time.
+        old = self.serving_supervisor()
+        mark = self.log_len()
+        logf = open(os.path.join(self.lg.dir, "by-hand.log"), "w")
+        p = subprocess.Popen([H.LEGATE_BIN, "-c", self.lg.config_path, "--base-id",
+                              str(self.lg.base_id), "--restart-epoch", "1", "--concurrency", "1",
+                              "--drain-time-s", "3"], stdout=logf, stderr=subprocess.STDOUT)
+        H.register_pid(p.pid)
+        try:
+            self.wait_log(r"epoch 1 serves now", 20, mark)  # the old one's log
+            ok = H.wait_until(lambda: not H.alive(old), 15)
+            self.assertTrue(ok, "epoch 0 did not exit")
+            self.assertEqual(listen_inode(self.port), inode)
+            for _ in range(10):
+                self.assertEqual(H.get(self.port, "/fixed").status, 200)
+            self.assertEqual(stat_value(self.lg.base_id, "server.hot_restart_epoch"), 1)
+            self.assertEqual(stat_value(self.lg.base_id, "server.concurrency"), 1)
+        finally:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+            logf.close()
+        self.assertEqual(p.returncode, 0)
+
     def test_old_supervisor_killed_during_drain(self):
         """The old supervisor dying mid-drain leaves the new one serving, and
         its processes' gauges stop counting."""
@@ -439,6 +518,132 @@ class HotRestartTest(H.LegateTestCase):
         ok = H.wait_until(lambda: stat_value(self.lg.base_id,
                                              "http.ingress_http.downstream_cx_active") == 0, 15)
         self.assertTrue(ok, "downstream_cx_active never went back to 0")
+
+    def test_listeners_removed_and_added_by_a_reload(self):
+        """A reload that drops one listener and adds another: the kept one is
+        the same socket, the new one is bound fresh, the dropped one stays with
+        the old generation until it exits."""
+        kept, dropped, added = H.free_port(), H.free_port(), H.free_port()
+        self.start_legate(drain_s=30, more_ports=[dropped])
+        self.assertEqual(H.get(dropped, "/fixed").status, 200)
+        kept_inode, dropped_inode = listen_inode(self.port), listen_inode(dropped)
+        del kept
+        holder = threading.Thread(target=lambda: H.get(self.port, "/slow?ms=3000", timeout=30),
+                                  daemon=True)
+        holder.start()
+        time.sleep(0.3)
+        with open(self.lg.config_path, "w") as f:
+            f.write(H.to_yaml(self.config([self.port, added])))
+        self.hot_restart(sig=signal.SIGHUP, wait_old_exit=False)
+        self.assertEqual(listen_inode(self.port), kept_inode)
+        self.assertEqual(H.get(added, "/fixed").status, 200)
+        self.assertEqual(listen_inode(dropped), dropped_inode, "the dropped listener went early")
+        holder.join(30)
+        self.wait_log(r"epoch 0 \(pid \d+\) has exited", 20)
+        self.assertIsNone(listen_inode(dropped))
+        self.assertEqual(H.get(self.port, "/fixed").status, 200)
+
+    def idle_close_times(self, strategy, drain_s, n=40):
+        """n keep-alive connections, each served once and then idle; a hot
+        restart; the seconds after the hand-over at which each was closed."""
+        self.start_legate(drain_s=drain_s, extra=["--drain-strategy", strategy])
+        conns = []
+        for _ in range(n):
+            c = H.RawConnection(self.port, timeout=drain_s + 10)
+            c.request("GET", "/fixed")
+            self.assertEqual(c.read_response().status, 200)
+            conns.append(c)
+        closed = [None] * n
+
+        def wait_close(i):
+            try:
+                while conns[i].sock.recv(4096):
+                    pass
+            except OSError:
+                pass
+            closed[i] = time.monotonic()
+
+        threads = [threading.Thread(target=wait_close, args=(i,), daemon=True) for i in range(n)]
+        for t in threads:
+            t.start()
+        self.hot_restart(wait_old_exit=False)
+        t0 = time.monotonic()
+        for t in threads:
+            t.join(drain_s + 10)
+        for c in conns:
+            c.close()
+        self.assertTrue(all(x is not None for x in closed), closed)
+        return sorted(round(x - t0, 2) for x in closed)
+
+    def test_gradual_drain_spreads_idle_closes(self):
+        times = self.idle_close_times("gradual", 4)
+        sys.stderr.write("gradual: idle connections closed at %s s\n" % times)
+        self.assertGreaterEqual(sum(1 for t in times if t < 2.0), 8, times)
+        self.assertGreaterEqual(sum(1 for t in times if t >= 2.0), 8, times)
+        self.assertLess(times[-1], 5.0, times)
+
+    def test_immediate_drain_closes_idle_at_the_deadline(self):
+        times = self.idle_close_times("immediate", 3)
+        sys.stderr.write("immediate: idle connections closed at %s s\n" % times)
+        self.assertGreaterEqual(times[0], 2.5, times)
+        self.assertLess(times[-1], 4.0, times)
+
+    def test_parent_shutdown_time_ends_a_stuck_old_generation(self):
+        """A request that never ends keeps the old generation draining; after
+        --parent-shutdown-time-s the new one tells it to exit, and it does."""
+        self.start_legate(drain_s=60, extra=["--parent-shutdown-time-s", "2"])
+        stuck = H.RawConnection(self.port, timeout=30)
+        stuck.request("GET", "/hang")
+        time.sleep(0.3)
+        old = self.hot_restart(wait_old_exit=False)
+        self.wait_log(r"parent shutdown time is up: telling epoch 0 \(pid %d\) to exit now" % old,
+                      6)
+        self.wait_log(r"epoch 0 \(pid %d\) has exited" % old, 8)
+        self.assertEqual(stuck.sock.recv(100), b"")
+        stuck.close()
+        self.assertEqual(H.get(self.port, "/fixed").status, 200)
+
+    def admin_stat(self, name):
+        body = H.get(self.admin, "/stats?filter=%%5E%s%%24" % name.replace(".", "%5C.")).body
+        for line in body.decode().splitlines():
+            k, _, v = line.partition(": ")
+            if k == name:
+                return int(v)
+        raise AssertionError("no %s in /stats: %r" % (name, body))
+
+    def test_layout_mismatch_carries_counters(self):
+        """To and from a build with another shared-memory layout: the sockets
+        are handed over as usual, the new generation makes a fresh segment, and
+        the old one's counters arrive in messages, including what it counted
+        while draining."""
+        self.start_legate(drain_s=3)
+        inode = listen_inode(self.port)
+        for _ in range(30):
+            self.assertEqual(H.get(self.port, "/fixed").status, 200)
+        made = 30
+        for binary, tag in ((LAYOUT_BIN, "+layout"), (H.LEGATE_BIN, "")):
+            replace_binary(binary, self.bin)
+            mark = self.log_len()
+            clients = [KeepAliveClient(self.port) for _ in range(2)]
+            for c in clients:
+                c.start()
+            time.sleep(0.5)
+            self.hot_restart()
+            time.sleep(0.5)
+            for c in clients:
+                c.stop.set()
+            for c in clients:
+                c.join(15)
+            self.assertEqual([f for c in clients for f in c.failures], [])
+            made += sum(c.ok for c in clients)
+            log = self.lg.log_text(limit=1 << 24)[mark:]
+            self.assertRegex(log, r"legate 0\.1\.0%s starting" % re.escape(tag))
+            self.assertIn("counters go over in messages", log)
+            self.assertIn("statistics: a fresh segment", log)
+            self.assertIn("counters of epoch %d carried over" % (self.epoch - 1), log)
+            self.assertEqual(listen_inode(self.port), inode)
+            self.assertEqual(self.admin_stat("http.ingress_http.downstream_rq_total"), made)
+            self.assertEqual(self.admin_stat("http.ingress_http.downstream_rq_2xx"), made)
 
     def test_stale_instance_is_cleaned_up(self):
         """Every process of an instance SIGKILLed: its segment and runtime
