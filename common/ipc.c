@@ -184,6 +184,24 @@ int ipc_open_dealer(struct ipc_chan *ch, struct ev_loop *loop, const char *endpo
     return ipc_watch(ch, loop, on_msg, data);
 }
 
+int ipc_wait_for(struct ipc_chan *ch, uint16_t type, int timeout_ms, struct ipc_msg *msg)
+{
+    zmq_pollitem_t item = {.socket = ch->zsock, .events = ZMQ_POLLIN};
+    int rc = zmq_poll(&item, 1, timeout_ms);
+    if (rc <= 0)
+        return -1;
+    char frame[256];
+    int n = zmq_recv(ch->zsock, frame, sizeof(frame), ZMQ_DONTWAIT);
+    const char *why = NULL;
+    if (n < 0 || (size_t)n > sizeof(frame) || ipc_decode(frame, (size_t)n, msg, &why) != 0 ||
+        msg->hdr.type != type)
+        return -1;
+    /* The edge for what follows may have passed while we read here. */
+    if (ch->loop != NULL)
+        ev_feed_event(ch->loop, &ch->io, EV_READ);
+    return 0;
+}
+
 int ipc_send(struct ipc_chan *ch, const char *peer, uint16_t type, const void *payload, size_t len)
 {
     char frame[256];

@@ -15,7 +15,7 @@
 /* The message catalogue: name, number, payload struct. Every message is a fixed
  * header followed by exactly sizeof(payload) bytes; anything else is rejected. */
 #define IPC_MESSAGES(X)                                                                            \
-    X(HELLO, 1, struct ipc_hello)       /* child -> supervisor: I exist */                         \
+    X(HELLO, 1, struct ipc_hello)       /* child -> supervisor: I exist; and the answer */         \
     X(READY, 2, struct ipc_empty)       /* child -> supervisor: serving */                         \
     X(DRAIN, 3, struct ipc_drain)       /* supervisor -> child: stop accepting, finish, exit */    \
     X(STOP, 4, struct ipc_empty)        /* supervisor -> child: exit now */                        \
@@ -101,6 +101,10 @@ int ipc_open_dealer(struct ipc_chan *ch, struct ev_loop *loop, const char *endpo
 /* Send one message; peer is the ROUTER's destination identity (NULL on a DEALER). */
 int ipc_send(struct ipc_chan *ch, const char *peer, uint16_t type, const void *payload, size_t len);
 void ipc_close(struct ipc_chan *ch);
+/* A DEALER's blocking receive of one message of `type`, before its loop runs
+ * (a child waiting for the supervisor's answer to HELLO): 0, or -1 on a
+ * timeout or anything else. */
+int ipc_wait_for(struct ipc_chan *ch, uint16_t type, int timeout_ms, struct ipc_msg *msg);
 
 /* Descriptor passing over a SOCK_SEQPACKET Unix socket: one datagram carries
  * `len` bytes of data and up to IPC_MAX_FDS descriptors. */

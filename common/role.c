@@ -50,6 +50,13 @@ struct ev_loop *child_start(const struct child_ctx *ctx, const char *title, stru
         log_fatal("cannot open the control channel");
     struct ipc_hello hello = {.role = ctx->role, .index = ctx->index, .pid = (int32_t)getpid()};
     ipc_send(ch, NULL, IPC_HELLO, &hello, sizeof(hello));
+    /* The supervisor's answer proves the control connection is up: after the
+     * chroot its ipc:// path could not be connected to again. */
+    struct ipc_msg answer;
+    if (ipc_wait_for(ch, IPC_HELLO, 10000, &answer) != 0)
+        log_fatal("the supervisor did not answer within 10 s");
+    if (ctx->sandbox != NULL && ctx->sandbox_opts != NULL)
+        sandbox_enter(role_name, ctx->sandbox, ctx->sandbox_opts);
     return loop;
 }
 

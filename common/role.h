@@ -11,6 +11,7 @@
 
 #include "common/config.h"
 #include "common/ipc.h"
+#include "common/sandbox.h"
 #include "shm/stats.h"
 
 enum role {
@@ -47,10 +48,15 @@ struct child_ctx {
     size_t n_worker_socks;
     struct listen_fd *listen_fds; /* listener: sockets to use instead of binding */
     size_t n_listen_fds;
+    const struct sandbox_profile *sandbox; /* this role's row of the role table */
+    const struct sandbox_opts *sandbox_opts;
 };
 
 /* Common start of every child; fills `ch` (the control channel to the supervisor)
- * and returns the loop, or NULL on failure. `title` is shown in ps. */
+ * and returns the loop, or NULL on failure. `title` is shown in ps. It ends by
+ * entering the role's sandbox (common/sandbox.h): what a role must open or
+ * bind without privileges comes before; what it binds with its kept
+ * capability may come after. */
 struct ev_loop *child_start(const struct child_ctx *ctx, const char *title, struct ipc_chan *ch,
                             ipc_handler on_msg, void *data);
 
@@ -70,6 +76,7 @@ struct role_def {
     const char *token; /* on the child's command line: "listener", "worker", "upstream" */
     const char *title; /* in ps and logs, after "legate: " */
     int (*run)(const struct child_ctx *ctx);
+    struct sandbox_profile sandbox; /* what it keeps: a capability, its system calls */
 };
 extern const struct role_def role_table[];
 extern const size_t role_table_len;

@@ -82,6 +82,7 @@ struct hr_msg {
         struct {
             uint32_t drain_ms;
             uint32_t gradual;
+            uint32_t carry_counters; /* the new generation has a segment of its own */
         } drain;
         struct {
             uint32_t n;

@@ -2,6 +2,8 @@
  * validate it and exit, or become the supervisor. */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,25 @@
 #include "common/role.h"
 #include "supervisor/supervisor.h"
 #include "worker/access_log.h"
+
+#ifdef LEGATE_TEST_HOOKS
+#include <fcntl.h>
+
+#include "worker/worker.h"
+
+/* legate-testhooks only: what the admin's /test/forbidden_call attempts. */
+static void attempt_forbidden_call(const char *which)
+{
+    if (strcmp(which, "execve") == 0) {
+        char *argv[] = {"/bin/true", NULL};
+        execve("/bin/true", argv, argv + 1);
+    } else {
+        int fd = open("/etc/hostname", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0)
+            close(fd);
+    }
+}
+#endif
 
 /* Tells apart builds of one version (the hot restart tests alternate two). */
 #ifndef LEGATE_BUILD_TAG
@@ -45,6 +66,11 @@ static void usage(FILE *out)
         "      --drain-strategy gradual|immediate\n"
         "                           hot restart: close the old generation's idle connections\n"
         "                           spread over the drain time (default), or at its end\n"
+        "      --user NAME          started as root: the children run as NAME (default nobody)\n"
+        "      --group NAME         ... and as group NAME (default: NAME's primary group)\n"
+        "      --chroot DIR         ... chrooted to DIR, an empty directory owned by root\n"
+        "                           (default /var/empty/legate, created if missing)\n"
+        "      --allow-core-dumps   let children dump core (default: RLIMIT_CORE 0)\n"
         "      --accept-strategy exclusive|reuseport\n"
         "                           one shared accept queue woken with EPOLLEXCLUSIVE "
         "(default),\n"
@@ -80,6 +106,7 @@ struct child_args {
     const char *worker_socks;
     const char *access_log_fds;
     const char *listen_fds;
+    const char *stats_name;
     long stats_slot;
 };
 
@@ -177,16 +204,82 @@ static int child_main(const struct child_args *ca, const struct sup_options *opt
     static struct stats stats;
     char shm_name[64];
     const char *why = NULL;
-    stats_shm_name(opt->base_id, shm_name, sizeof(shm_name));
+    if (ca->stats_name != NULL)
+        snprintf(shm_name, sizeof(shm_name), "%s", ca->stats_name);
+    else
+        stats_shm_name(opt->base_id, shm_name, sizeof(shm_name));
     if (stats_attach(&stats, shm_name, false, &why) != 0)
         log_fatal("child: cannot attach the statistics segment %s: %s", shm_name, why);
     if (ca->stats_slot < 1 || stats_set_slot(&stats, (uint32_t)ca->stats_slot) != 0)
         log_fatal("child: no statistics slot %ld in %s", ca->stats_slot, shm_name);
     ctx.stats = &stats;
+    ctx.sandbox = &def->sandbox;
+    ctx.sandbox_opts = &opt->sandbox;
     int rc = def->run(&ctx);
     stats_detach(&stats);
     config_free(&cfg);
     return rc;
+}
+
+/* What the children drop (common/sandbox.h). Only root can change user or
+ * chroot; an ordinary user still gets no_new_privs and seccomp, with one
+ * warning. */
+static int decide_sandbox(const char *user, const char *group, const char *chroot_dir,
+                          struct sandbox_opts *o)
+{
+#ifdef LEGATE_SANITIZE_BUILD
+    o->relaxed = true;
+    log_warn("sanitizer build: children are not chrooted and run no seccomp filter "
+             "(LeakSanitizer needs /proc and ptrace at exit); the rest of the sandbox applies");
+#endif
+    if (geteuid() != 0) {
+        log_warn("not started as root: the children keep this user's identity (no --user, "
+                 "--group or --chroot)%s",
+                 o->relaxed ? "" : "; no_new_privs and the seccomp filters still apply");
+        return 0;
+    }
+    const char *name = user != NULL ? user : "nobody";
+    struct passwd *pw = getpwnam(name);
+    if (pw == NULL) {
+        log_error("--user %s: no such user", name);
+        return -1;
+    }
+    o->uid = pw->pw_uid;
+    o->gid = pw->pw_gid;
+    if (group != NULL) {
+        struct group *gr = getgrnam(group);
+        if (gr == NULL) {
+            log_error("--group %s: no such group", group);
+            return -1;
+        }
+        o->gid = gr->gr_gid;
+    }
+    if (o->uid == 0) {
+        log_warn("--user %s is root: the children keep root's privileges", name);
+        return 0;
+    }
+    static char root[512];
+    snprintf(root, sizeof(root), "%s", chroot_dir != NULL ? chroot_dir : "/var/empty/legate");
+    char err[600];
+    if (sandbox_prepare_root(root, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    o->root = root;
+    o->drop = true;
+    log_info("children run as uid %d gid %d (%s), chrooted to %s", (int)o->uid, (int)o->gid, name,
+             o->relaxed ? "(not: sanitizer build)" : root);
+    return 0;
+}
+
+/* `path` made absolute against the working directory, without resolving links. */
+static int absolute(const char *path, char *out, size_t cap)
+{
+    char cwd[PATH_MAX];
+    int n = path[0] == '/'                     ? snprintf(out, cap, "%s", path)
+            : getcwd(cwd, sizeof(cwd)) != NULL ? snprintf(out, cap, "%s/%s", cwd, path)
+                                               : -1;
+    return n > 0 && (size_t)n < cap ? 0 : -1;
 }
 
 /* The path this binary was started from, made absolute, so that SIGUSR2 runs
@@ -194,27 +287,35 @@ static int child_main(const struct child_args *ca, const struct sup_options *opt
  * unlike /proc/self/exe, which names the old, possibly deleted, file. */
 static int find_own_path(const char *argv0, char *out, size_t cap)
 {
+    /* Symbolic links are not resolved: a `current -> release-N` link that is
+     * switched before SIGUSR2 starts the release it points to then. */
     if (strchr(argv0, '/') != NULL)
-        return realpath(argv0, out) != NULL ? 0 : -1;
+        return absolute(argv0, out, cap);
     const char *path = getenv("PATH");
     while (path != NULL && *path != '\0') {
         const char *end = strchrnul(path, ':');
         char cand[PATH_MAX];
         int n = snprintf(cand, sizeof(cand), "%.*s/%s", (int)(end - path), path, argv0);
         if (n > 0 && (size_t)n < sizeof(cand) && access(cand, X_OK) == 0)
-            return realpath(cand, out) != NULL ? 0 : -1;
+            return absolute(cand, out, cap);
         path = *end == ':' ? end + 1 : end;
     }
     ssize_t n = readlink("/proc/self/exe", out, cap - 1);
     if (n <= 0)
         return -1;
     out[n] = '\0';
+    char *deleted = strstr(out, " (deleted)"); /* replaced on disk since: the path is still right */
+    if (deleted != NULL && deleted[10] == '\0')
+        *deleted = '\0';
     return 0;
 }
 
 int main(int argc, char **argv)
 {
     proc_title_init(argc, argv);
+#ifdef LEGATE_TEST_HOOKS
+    worker_test_forbidden_call = attempt_forbidden_call;
+#endif
 
     enum {
         OPT_MODE = 256,
@@ -227,6 +328,10 @@ int main(int argc, char **argv)
         OPT_RESTART_EPOCH,
         OPT_PARENT_SHUTDOWN,
         OPT_DRAIN_STRATEGY,
+        OPT_USER,
+        OPT_GROUP,
+        OPT_CHROOT,
+        OPT_ALLOW_CORE,
         /* internal: how the supervisor starts a child */
         OPT_CHILD_ROLE,
         OPT_CHILD_INDEX,
@@ -239,6 +344,9 @@ int main(int argc, char **argv)
         OPT_ACCESS_LOG_FDS,
         OPT_STATS_SLOT,
         OPT_LISTEN_FDS,
+        OPT_SANDBOX_UID,
+        OPT_SANDBOX_GID,
+        OPT_STATS_NAME,
     };
     static const struct option longopts[] = {
         {"config-path", required_argument, NULL, 'c'},
@@ -251,6 +359,13 @@ int main(int argc, char **argv)
         {"restart-epoch", required_argument, NULL, OPT_RESTART_EPOCH},
         {"parent-shutdown-time-s", required_argument, NULL, OPT_PARENT_SHUTDOWN},
         {"drain-strategy", required_argument, NULL, OPT_DRAIN_STRATEGY},
+        {"user", required_argument, NULL, OPT_USER},
+        {"group", required_argument, NULL, OPT_GROUP},
+        {"chroot", required_argument, NULL, OPT_CHROOT},
+        {"allow-core-dumps", no_argument, NULL, OPT_ALLOW_CORE},
+        {"sandbox-uid", required_argument, NULL, OPT_SANDBOX_UID},
+        {"sandbox-gid", required_argument, NULL, OPT_SANDBOX_GID},
+        {"stats-name", required_argument, NULL, OPT_STATS_NAME},
         {"version", no_argument, NULL, OPT_VERSION},
         {"hot-restart-version", no_argument, NULL, OPT_HOT_RESTART_VERSION},
         {"child-role", required_argument, NULL, OPT_CHILD_ROLE},
@@ -279,6 +394,7 @@ int main(int argc, char **argv)
         .argv = argv,
     };
     struct child_args child = {.config_fd = -1, .fd_sock = -1, .sup_sock = -1, .stats_slot = -1};
+    const char *user = NULL, *group = NULL, *chroot_dir = NULL;
     unsigned long v;
     int c;
     while ((c = getopt_long(argc, argv, "c:l:h", longopts, NULL)) != -1) {
@@ -358,6 +474,28 @@ int main(int argc, char **argv)
         case OPT_LISTEN_FDS:
             child.listen_fds = optarg;
             break;
+        case OPT_USER:
+            user = optarg;
+            break;
+        case OPT_STATS_NAME:
+            child.stats_name = optarg;
+            break;
+        case OPT_GROUP:
+            group = optarg;
+            break;
+        case OPT_CHROOT:
+            chroot_dir = optarg;
+            break;
+        case OPT_ALLOW_CORE:
+            opt.sandbox.allow_core_dumps = true;
+            break;
+        case OPT_SANDBOX_UID:
+        case OPT_SANDBOX_GID:
+            if (parse_uint("child option", optarg, INT_MAX, &v) != 0)
+                return 2;
+            opt.sandbox.drop = true;
+            *(c == OPT_SANDBOX_UID ? &opt.sandbox.uid : &opt.sandbox.gid) = (unsigned)v;
+            break;
         case OPT_CHILD_ROLE:
             child.role = optarg;
             break;
@@ -415,6 +553,14 @@ int main(int argc, char **argv)
             fprintf(stderr, "legate: --child-role is internal to the supervisor\n");
             return 2;
         }
+        opt.sandbox.root = chroot_dir;
+#ifdef LEGATE_SANITIZE_BUILD
+        opt.sandbox.relaxed = true;
+#endif
+        if (opt.sandbox.drop && chroot_dir == NULL) {
+            fprintf(stderr, "legate: --sandbox-uid needs --chroot\n");
+            return 2;
+        }
         return child_main(&child, &opt);
     }
 
@@ -444,6 +590,10 @@ int main(int argc, char **argv)
         log_warn("--drain-time-s %u exceeds --parent-shutdown-time-s %u: after a hot restart the "
                  "old generation is cut off before its drain time is up",
                  opt.drain_time_ms / 1000, opt.parent_shutdown_ms / 1000);
+    if (decide_sandbox(user, group, chroot_dir, &opt.sandbox) != 0) {
+        config_free(&cfg);
+        return 1;
+    }
     char exe[PATH_MAX];
     if (find_own_path(argv[0], exe, sizeof(exe)) != 0) {
         fprintf(stderr, "legate: cannot find my own binary (%s): hot restart by signal needs it\n",

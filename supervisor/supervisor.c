@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <sys/un.h>
 #include <sys/mman.h>
+#include <arpa/inet.h>
 #include <poll.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -100,8 +101,9 @@ struct sup {
     ev_io hr_next_io;
     pid_t next_pid; /* the next generation, when we started it (SIGUSR2/SIGHUP) */
     ev_child next_watcher;
-    bool handed_over; /* draining for the next generation: the segment is its */
-    int hr_parent_fd; /* the previous generation, while it lives, or -1 */
+    bool handed_over;        /* draining for the next generation: the segment is its */
+    bool signalled_in_drain; /* SIGTERM/SIGINT while draining for it: the next one kills */
+    int hr_parent_fd;        /* the previous generation, while it lives, or -1 */
     ev_io hr_parent_io;
     pid_t parent_pid;
     int parent_pidfd; /* signals the parent and not a process that reused its pid */
@@ -113,10 +115,13 @@ struct sup {
     ev_signal sig_usr2, sig_hup;
     _Atomic uint64_t *reload_rejected;                /* server.hot_restart.reload_rejected */
     int g_live, g_concurrency, g_epoch, g_generation; /* server.* gauges, this slot */
-    bool carry_counters; /* old: the next generation has another layout: send it our counters */
+    bool carry_counters; /* old: the next generation has a segment of its own: send it our counters
+                          */
+    uint64_t *sent;      /* old: each counter's total as last sent, by id */
     ev_timer carry_timer;
     uint64_t *carried;   /* new: each counter's last total received from the parent, by id */
     bool owns_segment;   /* made it, or took it over: unlinked at exit */
+    bool segment_temp;   /* a fresh segment under a name of its own until we serve */
     bool shares_segment; /* attached the previous generation's segment */
 };
 
@@ -241,6 +246,14 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     (void)revents;
     struct sup *s = w->data;
     if (s->state == SUP_STOPPING) {
+        if (s->handed_over && !s->signalled_in_drain) {
+            /* Already draining for the next generation: this is not a second
+             * stop, but the next one is. */
+            s->signalled_in_drain = true;
+            log_info("%s: already draining for epoch %u; another signal stops at once",
+                     sigabbrev_np(w->signum), s->opt.restart_epoch + 1);
+            return;
+        }
         log_warn("second %s: stopping immediately", sigabbrev_np(w->signum));
         kill_all(s);
         return;
@@ -334,9 +347,15 @@ static void on_control(struct ipc_chan *ch, const char *peer, size_t peer_len,
         return;
     }
     switch (msg->hdr.type) {
-    case IPC_HELLO:
+    case IPC_HELLO: {
         log_debug("%s says hello (pid %d)", c->title + 8, msg->u.HELLO.pid);
+        /* The answer tells the child its control connection is up (it then
+         * enters its sandbox, where the socket path is out of reach). */
+        struct ipc_hello back = {.role = ROLE_SUPERVISOR, .pid = (int32_t)getpid()};
+        if (ipc_send(&s->ctl, c->ident, IPC_HELLO, &back, sizeof(back)) != 0)
+            log_warn("cannot answer the hello of %s", c->title + 8);
         break;
+    }
     case IPC_READY:
         if (c->pid != msg->hdr.pid) /* a message from a previous incarnation */
             break;
@@ -389,7 +408,7 @@ static void on_control(struct ipc_chan *ch, const char *peer, size_t peer_len,
 
 struct child_argv {
     char *argv[CHILD_MAX_ARGS];
-    char store[4096];
+    char store[16384]; /* room for 256 worker sockets and 250 held ones */
     size_t used;
     size_t n;
 };
@@ -432,7 +451,7 @@ static size_t child_slot(const struct sup *s, const struct child *c)
 static void build_child_argv(struct sup *s, struct child *c, struct child_argv *a, int *keep,
                              size_t *n_keep)
 {
-    char list[2048];
+    char list[8192];
     int fds[16];
     size_t n = 0;
     arg_add(a, "legate");
@@ -448,6 +467,14 @@ static void build_child_argv(struct sup *s, struct child *c, struct child_argv *
     arg_add(a, "--drain-time-s=%u", s->opt.drain_time_ms / 1000);
     arg_add(a, "--log-level=%s", log_level_name());
     arg_add(a, "--stats-slot=%zu", child_slot(s, c));
+    arg_add(a, "--stats-name=%s", s->stats_name);
+    if (s->opt.sandbox.drop) {
+        arg_add(a, "--sandbox-uid=%d", (int)s->opt.sandbox.uid);
+        arg_add(a, "--sandbox-gid=%d", (int)s->opt.sandbox.gid);
+        arg_add(a, "--chroot=%s", s->opt.sandbox.root);
+    }
+    if (s->opt.sandbox.allow_core_dumps)
+        arg_add(a, "--allow-core-dumps");
     if (s->opt.reuseport)
         arg_add(a, "--accept-strategy=reuseport");
     /* Only workers write access logs. Another child holding them would keep a
@@ -566,7 +593,8 @@ static void on_listener_sockets(struct ev_loop *loop, ev_io *w, int revents)
 static void spawn(struct sup *s, struct child *c)
 {
     struct child_argv argv = {0};
-    int keep[IPC_MAX_FDS + 32];
+    /* the listener's: up to 256 worker sockets and IPC_MAX_FDS held ones */
+    int keep[256 + IPC_MAX_FDS + 32];
     size_t n_keep = 0;
     if (c->def->role != ROLE_UPSTREAM && open_sup_sock(c) != 0) {
         log_error("socketpair for %s: %s", c->title + 8, strerror(errno));
@@ -750,6 +778,8 @@ static void refuse(int fd, bool read_hello, const char *fmt, ...)
     hr_send(fd, &m, NULL, 0);
 }
 
+static size_t sweep_parent_slots(struct sup *s);
+
 /* Why this generation cannot start another now, or NULL. */
 static const char *restart_busy(struct sup *s, char *buf, size_t cap)
 {
@@ -763,9 +793,15 @@ static const char *restart_busy(struct sup *s, char *buf, size_t cap)
                  "a hot restart is still in progress: epoch %u (pid %d) is draining; try again "
                  "when it has exited",
                  s->parent_epoch, (int)s->parent_pid);
-    else if (s->hr_next_fd >= 0 || s->next_pid > 0)
+    else if (s->next_pid > 0)
         snprintf(buf, cap, "epoch %u is already starting (pid %d)", s->opt.restart_epoch + 1,
                  (int)s->next_pid);
+    else if (s->hr_next_fd >= 0)
+        snprintf(buf, cap, "epoch %u is already starting", s->opt.restart_epoch + 1);
+    else if (s->shares_segment && s->parent_slot_count > 0 && sweep_parent_slots(s) > 0)
+        /* Its supervisor died, its processes drain on: a next generation
+         * would write the slots they still write. */
+        snprintf(buf, cap, "processes of epoch %u are still draining", s->parent_epoch);
     else
         return NULL;
     return buf;
@@ -786,7 +822,7 @@ static void next_gone(struct sup *s)
 /* Every socket we hold, keyed by address and shard, HR_SOCKS_PER_MSG at a time. */
 static void send_held_sockets(struct sup *s)
 {
-    size_t i = 0;
+    size_t i = 0, handed = 0;
     do {
         struct hr_msg m = {.magic = HR_MAGIC, .type = HR_SOCKETS};
         int fds[HR_SOCKS_PER_MSG];
@@ -802,8 +838,9 @@ static void send_held_sockets(struct sup *s)
                       strerror(errno));
             return;
         }
+        handed += m.u.sockets.n;
     } while (i < s->n_held);
-    log_info("handed %zu listening sockets to the new generation", s->n_held);
+    log_info("handed %zu listening sockets to the new generation", handed);
 }
 
 /* Layouts differ, so the next generation has a segment of its own: it gets
@@ -811,39 +848,60 @@ static void send_held_sockets(struct sup *s)
  * drain, and a last time when our processes have all exited) and adds what
  * grew to its own. Gauges are live values and stay ours; histograms are not
  * carried. */
+static int send_counter_batch(struct sup *s, struct hr_msg *m, const uint32_t *ids)
+{
+    if (hr_send(s->hr_next_fd, m, NULL, 0) != 0) {
+        log_warn("cannot send the counters to the next generation: %s; trying again in a second",
+                 strerror(errno));
+        return -1;
+    }
+    for (uint32_t i = 0; i < m->u.counters.n; i++)
+        s->sent[ids[i]] = m->u.counters.c[i].value;
+    m->u.counters.n = 0;
+    return 0;
+}
+
 static void send_counters(struct sup *s, bool final)
 {
     if (s->hr_next_fd < 0)
         return;
+    if (s->sent == NULL && (s->sent = calloc(s->stats.g.max_stats, sizeof(uint64_t))) == NULL)
+        return;
+    /* The new supervisor reads in its loop: wait for room rather than drop a
+     * batch, but never for long. */
+    struct timeval tv = {.tv_sec = 2};
+    setsockopt(s->hr_next_fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    int fl = fcntl(s->hr_next_fd, F_GETFL);
+    fcntl(s->hr_next_fd, F_SETFL, fl & ~O_NONBLOCK);
     struct hr_msg m = {.magic = HR_MAGIC, .type = HR_COUNTERS};
+    uint32_t ids[HR_COUNTERS_PER_MSG];
     uint32_t n = stats_count(&s->stats);
-    for (uint32_t id = 0; id <= n; id++) {
-        bool last = id == n;
+    for (uint32_t id = 0; id < n && id < s->stats.g.max_stats; id++) {
         enum stat_kind kind;
         uint32_t flags;
-        const struct stats_entry *e = last ? NULL : stats_entry_at(&s->stats, id);
+        const struct stats_entry *e = stats_entry_at(&s->stats, id);
         size_t len = 0;
         const char *name = e != NULL ? stats_name(&s->stats, e, &len) : NULL;
-        if (name != NULL && len < HR_NAME_MAX && stats_entry_info(&s->stats, id, &kind, &flags) &&
-            kind == STAT_COUNTER) {
-            uint64_t v = stats_counter_value(&s->stats, (int)id);
-            if (v > 0) {
-                struct hr_counter *c = &m.u.counters.c[m.u.counters.n++];
-                c->value = v;
-                c->flags = flags;
-                memcpy(c->name, name, len);
-                c->name[len] = '\0';
-            }
-        }
-        if (m.u.counters.n == HR_COUNTERS_PER_MSG || (last && (m.u.counters.n > 0 || final))) {
-            m.u.counters.final = last && final;
-            if (hr_send(s->hr_next_fd, &m, NULL, 0) != 0) {
-                log_warn("cannot send the counters to the next generation: %s", strerror(errno));
-                return;
-            }
-            m.u.counters.n = 0;
-        }
+        if (name == NULL || len >= HR_NAME_MAX || !stats_entry_info(&s->stats, id, &kind, &flags) ||
+            kind != STAT_COUNTER)
+            continue;
+        uint64_t v = stats_counter_value(&s->stats, (int)id);
+        if (v == s->sent[id])
+            continue; /* only what changed since the last message */
+        ids[m.u.counters.n] = id;
+        struct hr_counter *c = &m.u.counters.c[m.u.counters.n++];
+        c->value = v;
+        c->flags = flags;
+        memcpy(c->name, name, len);
+        c->name[len] = '\0';
+        if (m.u.counters.n == HR_COUNTERS_PER_MSG && send_counter_batch(s, &m, ids) != 0)
+            goto out;
     }
+    m.u.counters.final = final;
+    if (m.u.counters.n > 0 || final)
+        send_counter_batch(s, &m, ids);
+out:
+    fcntl(s->hr_next_fd, F_SETFL, fl);
 }
 
 static void on_carry_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -855,14 +913,15 @@ static void on_carry_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* The next generation serves: drain. Idle keep-alive connections stay until
  * the deadline (or, gradual, go spread over it); every response now says
- * connection: close. The segment is the new generation's from here on. */
-static void begin_restart_drain(struct sup *s, uint32_t drain_ms, bool gradual)
+ * connection: close. The segment is the new generation's from here on, even
+ * if this one was already stopping. `carry`: it has a segment of its own
+ * and gets our counters in messages. */
+static void begin_restart_drain(struct sup *s, uint32_t drain_ms, bool gradual, bool carry)
 {
-    if (s->state == SUP_STOPPING)
+    if (s->handed_over)
         return;
     s->handed_over = true;
-    log_info("epoch %u serves now: draining for up to %u s (%s)", s->opt.restart_epoch + 1,
-             drain_ms / 1000, gradual ? "gradual" : "immediate");
+    s->carry_counters = carry;
     stats_gauge_set(&s->stats, s->g_live, 0);
     stats_gauge_set(&s->stats, s->g_concurrency, 0);
     stats_gauge_set(&s->stats, s->g_epoch, 0);
@@ -871,11 +930,19 @@ static void begin_restart_drain(struct sup *s, uint32_t drain_ms, bool gradual)
     ev_io_stop(s->loop, &s->hr_accept_io);
     close(s->hr_listen_fd); /* nobody takes over from a draining generation */
     s->hr_listen_fd = -1;
-    if (s->carry_counters) {
+    if (carry) {
         send_counters(s, false);
         ev_timer_set(&s->carry_timer, 1.0, 1.0);
         ev_timer_start(s->loop, &s->carry_timer);
     }
+    if (s->state == SUP_STOPPING) {
+        log_info("epoch %u serves now; this generation was already stopping%s",
+                 s->opt.restart_epoch + 1, carry ? "; counters go over in messages" : "");
+        return;
+    }
+    log_info("epoch %u serves now: draining for up to %u s (%s)%s", s->opt.restart_epoch + 1,
+             drain_ms / 1000, gradual ? "gradual" : "immediate",
+             carry ? "; its segment is not ours: counters go over in messages" : "");
     start_drain(s, drain_ms, IPC_DRAIN_KEEP_IDLE | (gradual ? IPC_DRAIN_GRADUAL : 0));
 }
 
@@ -898,6 +965,8 @@ static void on_hr_next(struct ev_loop *loop, ev_io *w, int revents)
         next_gone(s);
         return;
     }
+    for (size_t i = 0; i < n_fds; i++)
+        close(fds[i]); /* the new generation sends no descriptors */
     switch (m.type) {
     case HR_HELLO:
         if (m.u.hello.epoch != s->opt.restart_epoch + 1) {
@@ -906,10 +975,10 @@ static void on_hr_next(struct ev_loop *loop, ev_io *w, int revents)
             next_gone(s);
             return;
         }
-        s->carry_counters = m.u.hello.layout_version != STATS_LAYOUT_VERSION;
         log_info("hot restart: epoch %u (pid %d, layout version %u%s) is starting", m.u.hello.epoch,
                  (int)m.u.hello.pid, m.u.hello.layout_version,
-                 s->carry_counters ? ", not ours: counters go over in messages" : ", same as ours");
+                 m.u.hello.layout_version == STATS_LAYOUT_VERSION ? ", same as ours"
+                                                                  : ", not ours");
         struct hr_msg r = {.magic = HR_MAGIC, .type = HR_WELCOME};
         r.u.welcome.layout_version = STATS_LAYOUT_VERSION;
         r.u.welcome.epoch = s->opt.restart_epoch;
@@ -924,7 +993,8 @@ static void on_hr_next(struct ev_loop *loop, ev_io *w, int revents)
         send_held_sockets(s);
         break;
     case HR_DRAIN:
-        begin_restart_drain(s, m.u.drain.drain_ms, m.u.drain.gradual != 0);
+        begin_restart_drain(s, m.u.drain.drain_ms, m.u.drain.gradual != 0,
+                            m.u.drain.carry_counters != 0);
         break;
     case HR_TERMINATE:
         log_warn("the new generation's parent shutdown time is up: exiting now");
@@ -1098,6 +1168,8 @@ static size_t sweep_parent_slots(struct sup *s)
     return alive;
 }
 
+static void become_owner(struct sup *s);
+
 static void parent_gone(struct sup *s)
 {
     log_info("epoch %u (pid %d) has exited%s", s->parent_epoch, (int)s->parent_pid,
@@ -1109,7 +1181,8 @@ static void parent_gone(struct sup *s)
         close(s->parent_pidfd);
     s->parent_pidfd = -1;
     ev_timer_stop(s->loop, &s->parent_timer);
-    if (s->parent_slot_count > 0 && sweep_parent_slots(s) > 0) {
+    become_owner(s); /* whether or not we serve yet: nobody else will own it */
+    if (s->shares_segment && s->parent_slot_count > 0 && sweep_parent_slots(s) > 0) {
         /* Its children outlived it (it crashed): look again until they go. */
         ev_timer_set(&s->parent_timer, 1.0, 1.0);
         ev_timer_start(s->loop, &s->parent_timer);
@@ -1150,11 +1223,17 @@ static void on_hr_parent(struct ev_loop *loop, ev_io *w, int revents)
     if (rc < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (rc > 0) {
+        for (size_t i = 0; i < n_fds; i++)
+            close(fds[i]); /* a late SOCKETS message: not wanted any more */
         if (m.type == HR_COUNTERS)
             apply_carried_counters(s, &m);
         else
             log_warn("hot restart: unexpected message %u from epoch %u ignored", m.type,
                      s->parent_epoch);
+        return;
+    }
+    if (rc < 0 && errno == EPROTO) {
+        log_warn("hot restart: %s from epoch %u, ignored", why, s->parent_epoch);
         return;
     }
     parent_gone(s);
@@ -1168,7 +1247,7 @@ static void on_parent_timer(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     struct sup *s = w->data;
     if (s->hr_parent_fd < 0) {
-        if (sweep_parent_slots(s) == 0)
+        if (!s->shares_segment || sweep_parent_slots(s) == 0)
             ev_timer_stop(loop, w);
         return;
     }
@@ -1181,10 +1260,38 @@ static void on_parent_timer(struct ev_loop *loop, ev_timer *w, int revents)
         timer_rearm(loop, w, HR_KILL_GRACE_MS / 1000.0);
         return;
     }
-    log_error("epoch %u (pid %d) did not exit: killing it", s->parent_epoch, (int)s->parent_pid);
-    if (s->parent_pidfd >= 0)
-        syscall(SYS_pidfd_send_signal, s->parent_pidfd, SIGKILL, NULL, 0);
+    if (s->parent_pidfd >= 0 &&
+        syscall(SYS_pidfd_send_signal, s->parent_pidfd, SIGKILL, NULL, 0) == 0)
+        log_error("epoch %u (pid %d) did not exit: killed it", s->parent_epoch, (int)s->parent_pid);
+    else
+        log_error("epoch %u (pid %d) did not exit, and cannot be signalled safely (no pidfd: "
+                  "%s); stop it by hand",
+                  s->parent_epoch, (int)s->parent_pid, strerror(errno));
     ev_timer_stop(loop, w);
+}
+
+/* We serve (or the parent is gone): the segment is ours, under the public
+ * name. Idempotent. */
+static void become_owner(struct sup *s)
+{
+    if (s->owns_segment)
+        return;
+    if (s->segment_temp) {
+        char pub[64], from[96], to[96];
+        stats_shm_name(s->opt.base_id, pub, sizeof(pub));
+        snprintf(from, sizeof(from), "/dev/shm%s", s->stats_name);
+        snprintf(to, sizeof(to), "/dev/shm%s", pub);
+        if (rename(from, to) != 0) {
+            log_error("cannot give the statistics segment its name (%s to %s): %s; shmstat will "
+                      "not find it",
+                      from, to, strerror(errno));
+        } else {
+            snprintf(s->stats_name, sizeof(s->stats_name), "%s", pub);
+            s->segment_temp = false;
+        }
+    }
+    stats_set_owner(&s->stats, getpid(), s->opt.restart_epoch);
+    s->owns_segment = true;
 }
 
 static void tell_parent_to_drain(struct sup *s)
@@ -1192,13 +1299,13 @@ static void tell_parent_to_drain(struct sup *s)
     struct hr_msg m = {.magic = HR_MAGIC, .type = HR_DRAIN};
     m.u.drain.drain_ms = s->opt.drain_time_ms;
     m.u.drain.gradual = s->opt.drain_gradual;
+    m.u.drain.carry_counters = !s->shares_segment;
     if (hr_send(s->hr_parent_fd, &m, NULL, 0) != 0) {
         log_warn("cannot tell epoch %u to drain: %s", s->parent_epoch, strerror(errno));
         return;
     }
     s->parent_told_to_drain = true;
-    if (s->shares_segment)
-        stats_set_owner(&s->stats, getpid(), s->opt.restart_epoch);
+    become_owner(s);
     log_info("took over from epoch %u (pid %d): it drains for up to %u s and is gone within %u s",
              s->parent_epoch, (int)s->parent_pid, s->opt.drain_time_ms / 1000,
              s->opt.parent_shutdown_ms / 1000);
@@ -1235,9 +1342,14 @@ static int connect_parent(struct sup *s, uint32_t *parent_layout)
     hr_send(fd, &m, NULL, 0);
     int rc = hr_recv_wait(fd, &m, fds, 4, &n_fds, &why, HR_ANSWER_MS);
     if (rc <= 0 || m.type != HR_WELCOME) {
-        if (rc > 0 && m.type == HR_REFUSED)
+        if (rc > 0 && m.type == HR_REFUSED) {
             log_error("epoch %u refused the hot restart: %s", epoch - 1, m.u.refused.reason);
-        else
+        } else if (rc == 0 || (rc < 0 && errno == ECONNRESET)) {
+            /* It exited (or crashed) as we arrived: nothing serves to take over from. */
+            log_warn("epoch %u hung up without an answer: starting afresh", epoch - 1);
+            close(fd);
+            return 1;
+        } else
             log_error("epoch %u did not answer the hot restart: %s", epoch - 1,
                       rc == 0 ? "it hung up"
                       : why   ? why
@@ -1301,6 +1413,13 @@ static void receive_parent_sockets(struct sup *s)
                 }
             }
             if (!match) {
+                const struct hr_sock_key *k = &m.u.sockets.keys[j];
+                char addr[64] = "?";
+                inet_ntop(k->family, k->addr, addr, sizeof(addr));
+                log_warn("the socket on %s port %u (shard %u) is not in this configuration: it "
+                         "stays with epoch %u, which no longer accepts on it; connections queued "
+                         "there are reset when that generation exits",
+                         addr, k->port, k->shard, s->parent_epoch);
                 close(fds[j]);
                 left++;
             } else {
@@ -1309,7 +1428,7 @@ static void receive_parent_sockets(struct sup *s)
         }
     } while (m.u.sockets.more);
     log_info("inherited %zu listening sockets from epoch %u%s", kept, s->parent_epoch,
-             left ? "; the ones no longer configured stay with it until it exits" : "");
+             left ? " (see above for the ones not taken)" : "");
 }
 
 /* The statistics segment, sized from the configuration with headroom: every
@@ -1338,8 +1457,10 @@ static int open_stats(struct sup *s, bool have_parent, uint32_t parent_layout)
         /* Same layout: attach the running segment and write the half of the
          * slots the parent does not, so that counters simply continue. */
         if (stats_attach(&s->stats, s->stats_name, false, &why) == 0) {
-            uint32_t half = s->stats.g.n_slots / 2;
-            if (per_generation <= half) {
+            const struct stats_geometry *g = &s->stats.g;
+            uint32_t half = g->n_slots / 2;
+            if (per_generation <= half && layout.max_stats <= g->max_stats &&
+                layout.max_histograms <= g->max_histograms && layout.arena_size <= g->arena_size) {
                 s->slot_base = s->parent_slot_base >= half ? 0 : half;
                 s->shares_segment = true;
                 log_info("statistics: sharing segment %s with epoch %u (slots %u..%u)",
@@ -1347,18 +1468,26 @@ static int open_stats(struct sup *s, bool have_parent, uint32_t parent_layout)
                          s->slot_base + per_generation - 1);
                 goto registered;
             }
-            log_warn("statistics: segment %s has %u slots per generation and this one needs %u",
-                     s->stats_name, half, per_generation);
+            log_warn("statistics: segment %s is too small for this generation (%u slots per "
+                     "generation, %u stats; it needs %u and %u)",
+                     s->stats_name, half, g->max_stats, per_generation, layout.max_stats);
             stats_detach(&s->stats);
         } else {
             log_warn("statistics: cannot attach segment %s: %s", s->stats_name, why);
         }
     }
     if (have_parent) {
-        /* The parent keeps its mapping of the old segment; the name is ours. */
-        log_warn("statistics: a fresh segment (epoch %u has layout version %u, this binary %u)",
+        /* A segment of our own, under a name of its own until we serve: the
+         * parent's children keep finding the parent's segment by name (a
+         * respawned one attaches it), and if we fail to start, nothing of the
+         * parent's has changed. At the hand-over it takes the public name. */
+        log_warn("statistics: a fresh segment (epoch %u has layout version %u, this binary %u); "
+                 "its counters will be carried over in messages",
                  s->parent_epoch, parent_layout, STATS_LAYOUT_VERSION);
-        stats_unlink(s->stats_name);
+        size_t len = strlen(s->stats_name);
+        snprintf(s->stats_name + len, sizeof(s->stats_name) - len, ".next");
+        stats_unlink(s->stats_name); /* one a failed predecessor left */
+        s->segment_temp = true;
     } else {
         /* A segment whose supervisor is alive means the base id is in use:
          * refused. One whose supervisor is gone is stale: replaced. */
@@ -1382,7 +1511,7 @@ static int open_stats(struct sup *s, bool have_parent, uint32_t parent_layout)
         log_error("cannot create the statistics segment %s: %s", s->stats_name, strerror(errno));
         return -1;
     }
-    s->owns_segment = true;
+    s->owns_segment = !have_parent;
     if (have_parent && (s->carried = calloc(layout.max_stats, sizeof(uint64_t))) == NULL)
         log_fatal("out of memory");
     log_info("statistics in shared memory %s (%u stats, %u slots)", s->stats_name, layout.max_stats,
@@ -1584,16 +1713,16 @@ int supervisor_run(struct config *cfg, const struct sup_options *opt)
     stats_slot_reset_gauges(&s->stats, s->slot_base);
     stats_slot_exited(&s->stats, s->slot_base);
     /* A segment the next generation took over is its own now; one we share
-     * with a parent that still serves (we failed to start) is the parent's. */
-    bool still_ours = s->owns_segment && !s->handed_over;
-    if (s->shares_segment && s->parent_told_to_drain && !s->handed_over)
-        still_ours = true;
-    if (still_ours) {
+     * with a parent that still serves (we failed to start) is the parent's;
+     * one of our own that never got its public name goes with us. */
+    if (!s->handed_over && s->owns_segment) {
         atomic_store_explicit(&s->stats.hdr->owner_alive, 0, memory_order_relaxed);
         stats_detach(&s->stats);
         stats_unlink(s->stats_name);
     } else {
         stats_detach(&s->stats);
+        if (s->segment_temp)
+            stats_unlink(s->stats_name);
     }
     return s->exit_code;
 }

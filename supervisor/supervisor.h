@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "common/config.h"
+#include "common/sandbox.h"
 
 struct sup_options {
     unsigned concurrency;        /* workers */
@@ -17,6 +18,7 @@ struct sup_options {
     const char *exe_path;        /* re-executed by SIGUSR2 and SIGHUP */
     char *const *argv;           /* the command line, for that re-exec */
     const char *config_path;     /* -c, validated again by SIGHUP; NULL: the embedded config */
+    struct sandbox_opts sandbox; /* what the children drop (--user, --group, --chroot) */
 };
 
 /* Serve until stopped. Returns the process exit code. */

@@ -420,6 +420,25 @@ static void admin_config_dump(struct admin_request *r)
 
 /* --- dispatch ------------------------------------------------------------------------------ */
 
+void (*worker_test_forbidden_call)(const char *which) = NULL;
+
+/* Test builds only (legate-testhooks): make this worker attempt a system call
+ * outside its seccomp profile. It does not come back: the worker dies of
+ * SIGSYS and the supervisor starts another. */
+static void admin_test_forbidden_call(struct admin_request *r)
+{
+    char which[32] = "";
+    if (worker_test_forbidden_call == NULL) {
+        reply(r, 404, "text/plain");
+        buf_printf(r->body, "not a test build\n");
+        return;
+    }
+    query_param(r->query, "call", which, sizeof(which));
+    worker_test_forbidden_call(which);
+    reply(r, 500, "text/plain");
+    buf_printf(r->body, "the call '%s' returned: no seccomp filter stopped it\n", which);
+}
+
 static void admin_help(struct admin_request *r);
 
 static const struct admin_endpoint endpoints[] = {
@@ -440,6 +459,7 @@ static const struct admin_endpoint endpoints[] = {
      admin_stats},
     {"/stats/prometheus", "print server stats in prometheus format (?filter=, ?usedonly)", false,
      admin_prometheus},
+    {"/test/forbidden_call", NULL, true, admin_test_forbidden_call}, /* test builds (POST) */
 };
 #define N_ENDPOINTS (sizeof(endpoints) / sizeof(endpoints[0]))
 
@@ -448,7 +468,8 @@ static void admin_help(struct admin_request *r)
     reply(r, 200, "text/plain");
     buf_printf(r->body, "admin commands are:\n");
     for (size_t i = 0; i < N_ENDPOINTS; i++)
-        buf_printf(r->body, "  %s: %s\n", endpoints[i].path, endpoints[i].help);
+        if (endpoints[i].help != NULL)
+            buf_printf(r->body, "  %s: %s\n", endpoints[i].path, endpoints[i].help);
 }
 
 void admin_handle(struct worker *w, const char *method, const char *path, int *status,

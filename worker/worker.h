@@ -139,6 +139,10 @@ size_t http_server_close_idle(struct worker *w, double fraction);
 /* The drain deadline passed: close everything. */
 void http_server_close_all(struct worker *w);
 
+/* admin.c: set only by a test build's main (legate-testhooks): attempt a
+ * system call outside the worker's seccomp profile ("execve" or "open"). */
+extern void (*worker_test_forbidden_call)(const char *which);
+
 /* sup_link.c: requests to the supervisor, for the admin endpoints. Each
  * returns 0 if the message was sent. Stop: the supervisor drains and stops
  * every process, as on SIGTERM. Reopen: the supervisor reopens every access

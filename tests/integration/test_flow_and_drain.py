@@ -20,6 +20,19 @@ MIB = 1024 * 1024
 STREAM_IDLE_S = 2
 
 
+def set_nofile(pid, soft):
+    """prlimit the descriptor limit of a worker. Started as root, workers run
+    as another user: changing another user's limits takes CAP_SYS_RESOURCE,
+    which a container's root may lack, so prlimit runs as the worker's user."""
+    with open("/proc/%d/status" % pid) as f:
+        ids = {k: v.split()[0] for k, _, v in (line.partition(":") for line in f)
+               if k in ("Uid", "Gid")}
+    cmd = ["prlimit", "--pid", str(pid), "--nofile=%d:" % soft]
+    if ids["Uid"] != str(os.geteuid()):
+        cmd = ["setpriv", "--reuid", ids["Uid"], "--regid", ids["Gid"], "--clear-groups"] + cmd
+    subprocess.run(cmd, check=True)
+
+
 def read_until_closed(sock, limit_s):
     """Read until EOF or reset; return (bytes, closed) with closed False if the
     connection was still open after limit_s."""
@@ -309,7 +322,7 @@ class FlowAndDrainTest(H.LegateTestCase):
                                                                          prefix="/")])], [])
         lg = self.legate(cfg, port, concurrency=1)
         worker = lg.worker_pid(0)
-        subprocess.run(["prlimit", "--pid", str(worker), "--nofile=24:"], check=True)
+        set_nofile(worker, 24)
         socks = []
         try:
             for _ in range(40):
@@ -322,7 +335,7 @@ class FlowAndDrainTest(H.LegateTestCase):
         finally:
             for s in socks:
                 s.close()
-        subprocess.run(["prlimit", "--pid", str(worker), "--nofile=1024:"], check=True)
+        set_nofile(worker, 1024)
         ok = H.wait_until(lambda: H.http_request(port, "GET", "/", host="t", timeout=2).status
                           == 200, 5)
         self.assertTrue(ok, "not serving again after descriptors were freed")

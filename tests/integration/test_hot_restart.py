@@ -649,7 +649,7 @@ class HotRestartTest(H.LegateTestCase):
         """Every process of an instance SIGKILLed: its segment and runtime
         directory are found stale and replaced by the next start."""
         lg = self.start_legate()
-        runtime = re.search(r"runtime directory (\S+)", lg.log_text()).group(1)
+        runtime = re.search(r"\] runtime directory (\S+)", lg.log_text()).group(1)
         lg.kill()
         self.assertTrue(os.path.isdir(runtime))
         self.assertTrue(os.path.exists("/dev/shm/legate.%d.stats" % lg.base_id))

@@ -119,8 +119,8 @@ class LifecycleTest(H.LegateTestCase):
         lg = self.start()
         m = None
         for line in lg.log_text().splitlines():
-            if "runtime directory" in line:
-                m = re.search(r"runtime directory\W*?(/[^\s'\"]+)", line)
+            if "] runtime directory" in line:
+                m = re.search(r"\] runtime directory\W*?(/[^\s'\"]+)", line)
                 if m:
                     break
         if not m:
