@@ -645,6 +645,41 @@ class HotRestartTest(H.LegateTestCase):
             self.assertEqual(self.admin_stat("http.ingress_http.downstream_rq_total"), made)
             self.assertEqual(self.admin_stat("http.ingress_http.downstream_rq_2xx"), made)
 
+    def test_more_workers_than_the_segment_has_slots_for(self):
+        """A new generation with more workers than the running segment's half
+        holds: a fresh segment, counters carried over, sockets the same."""
+        self.start_legate(drain_s=3, concurrency=2)
+        inode = listen_inode(self.port)
+        for _ in range(20):
+            self.assertEqual(H.get(self.port, "/fixed").status, 200)
+        old = self.serving_supervisor()
+        logf = open(os.path.join(self.lg.dir, "by-hand.log"), "w")
+        p = subprocess.Popen([self.bin, "-c", self.lg.config_path, "--base-id",
+                              str(self.lg.base_id), "--restart-epoch", "1", "--concurrency", "4",
+                              "--drain-time-s", "3"], stdout=logf, stderr=subprocess.STDOUT)
+        H.register_pid(p.pid)
+        try:
+            self.assertTrue(H.wait_until(lambda: not H.alive(old), 20), "epoch 0 did not exit")
+
+            def by_hand_log():
+                with open(logf.name) as f:
+                    return f.read()
+            H.wait_until(lambda: "carried over" in by_hand_log(), 5)
+            text = by_hand_log()
+            self.assertIn("is too small for this generation", text)
+            self.assertIn("counters of epoch 0 carried over", text)
+            self.assertEqual(listen_inode(self.port), inode)
+            self.assertEqual(H.get(self.port, "/fixed").status, 200)
+            self.assertEqual(self.admin_stat("http.ingress_http.downstream_rq_total"), 21)
+            self.assertEqual(self.admin_stat("server.concurrency"), 4)
+        finally:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+            logf.close()
+
     def test_stale_instance_is_cleaned_up(self):
         """Every process of an instance SIGKILLed: its segment and runtime
         directory are found stale and replaced by the next start."""
