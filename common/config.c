@@ -394,7 +394,9 @@ static int walk_map(struct loader *ld, const yaml_node_t *node, const struct sch
             if (f->name && (seen & (1u << i))) {
                 report(ld, key, "duplicate field");
             } else if (f->name) {
-                void *slot = (char *)obj + f->offset;
+                /* A schema walked without an object (the router's typed_config)
+                 * only checks its fields: no slot. */
+                void *slot = obj != NULL ? (char *)obj + f->offset : NULL;
                 seen |= 1u << i;
                 if (f->parse)
                     f->parse(ld, value, slot);

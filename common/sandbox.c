@@ -215,6 +215,10 @@ void sandbox_enter(const char *role, const struct sandbox_profile *p, const stru
         if (setresuid(0, 0, 0) == 0)
             log_fatal("sandbox: could become root again after dropping it");
         set_caps_after_setuid(p->keep_bind_cap);
+        /* A change of credentials clears the parent-death signal: arm it
+         * again, and make sure the supervisor did not die in between. */
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) != 0 || getppid() == 1)
+            log_fatal("sandbox: the supervisor is gone");
     }
     if (!o->allow_core_dumps) {
         struct rlimit none = {0, 0};

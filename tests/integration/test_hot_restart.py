@@ -32,17 +32,6 @@ SHMSTAT = os.path.join(os.environ.get("LEGATE_BUILD_DIR", "build"), "shmstat")
 GIB = 1 << 30
 
 
-def listen_inode(port):
-    """The inode of the socket listening on 127.0.0.1:port (/proc/net/tcp)."""
-    want = "0100007F:%04X" % port
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            if fields[1] == want and fields[3] == "0A":
-                return int(fields[9])
-    return None
-
-
 def shmstat_json(base_id):
     out = subprocess.run([SHMSTAT, "--base-id", str(base_id), "--format", "json"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=20)
@@ -211,7 +200,7 @@ class HotRestartTest(H.LegateTestCase):
         20 s, while legate is upgraded 5 times by SIGUSR2, the binary on disk
         alternating between two builds: every request 2xx, no socket error."""
         self.start_legate(drain_s=3)
-        inode = listen_inode(self.port)
+        inode = H.listen_inode(self.port)
         self.assertIsNotNone(inode)
         before = stat_value(self.lg.base_id, "http.ingress_http.downstream_rq_total")
         wrk = subprocess.Popen(["wrk", "-t1", "-c50", "-d20s",
@@ -251,7 +240,7 @@ class HotRestartTest(H.LegateTestCase):
         self.assertEqual(newconn.failures, [])
         self.assertGreater(newconn.ok, 50)
         # The very same listening socket throughout.
-        self.assertEqual(listen_inode(self.port), inode)
+        self.assertEqual(H.listen_inode(self.port), inode)
         # Counted once each, across six generations: wrk does not count the
         # requests in flight when its time is up (at most one per connection).
         made = wrk_requests + newconn.ok
@@ -298,7 +287,7 @@ class HotRestartTest(H.LegateTestCase):
         """Connections waiting in the accept queue during the hand-over (the old
         workers are stopped) are accepted and served by the new generation."""
         self.start_legate(drain_s=3)
-        inode = listen_inode(self.port)
+        inode = H.listen_inode(self.port)
         sup = self.serving_supervisor()
         old_workers = list(self.lg.roles()["workers"].values())
         for p in old_workers:
@@ -318,7 +307,7 @@ class HotRestartTest(H.LegateTestCase):
                 os.kill(p, signal.SIGCONT)
             for c in conns:
                 c.close()
-        self.assertEqual(listen_inode(self.port), inode)
+        self.assertEqual(H.listen_inode(self.port), inode)
 
     def test_long_transfers_span_a_restart(self):
         """A 1 GiB download, a 1 GiB upload and a 10 s request started before a
@@ -458,7 +447,7 @@ class HotRestartTest(H.LegateTestCase):
         whose configuration names a port another process holds dies before it
         serves, and the running generation is untouched."""
         self.start_legate(drain_s=3)
-        inode = listen_inode(self.port)
+        inode = H.listen_inode(self.port)
         blocker = H.free_port()
         held = socket.socket()
         held.bind(("127.0.0.1", blocker))
@@ -488,7 +477,7 @@ class HotRestartTest(H.LegateTestCase):
             self.wait_log(r"epoch 1 serves now", 20, mark)  # the old one's log
             ok = H.wait_until(lambda: not H.alive(old), 15)
             self.assertTrue(ok, "epoch 0 did not exit")
-            self.assertEqual(listen_inode(self.port), inode)
+            self.assertEqual(H.listen_inode(self.port), inode)
             for _ in range(10):
                 self.assertEqual(H.get(self.port, "/fixed").status, 200)
             self.assertEqual(stat_value(self.lg.base_id, "server.hot_restart_epoch"), 1)
@@ -526,7 +515,7 @@ class HotRestartTest(H.LegateTestCase):
         kept, dropped, added = H.free_port(), H.free_port(), H.free_port()
         self.start_legate(drain_s=30, more_ports=[dropped])
         self.assertEqual(H.get(dropped, "/fixed").status, 200)
-        kept_inode, dropped_inode = listen_inode(self.port), listen_inode(dropped)
+        kept_inode, dropped_inode = H.listen_inode(self.port), H.listen_inode(dropped)
         del kept
         holder = threading.Thread(target=lambda: H.get(self.port, "/slow?ms=3000", timeout=30),
                                   daemon=True)
@@ -535,12 +524,12 @@ class HotRestartTest(H.LegateTestCase):
         with open(self.lg.config_path, "w") as f:
             f.write(H.to_yaml(self.config([self.port, added])))
         self.hot_restart(sig=signal.SIGHUP, wait_old_exit=False)
-        self.assertEqual(listen_inode(self.port), kept_inode)
+        self.assertEqual(H.listen_inode(self.port), kept_inode)
         self.assertEqual(H.get(added, "/fixed").status, 200)
-        self.assertEqual(listen_inode(dropped), dropped_inode, "the dropped listener went early")
+        self.assertEqual(H.listen_inode(dropped), dropped_inode, "the dropped listener went early")
         holder.join(30)
         self.wait_log(r"epoch 0 \(pid \d+\) has exited", 20)
-        self.assertIsNone(listen_inode(dropped))
+        self.assertIsNone(H.listen_inode(dropped))
         self.assertEqual(H.get(self.port, "/fixed").status, 200)
 
     def idle_close_times(self, strategy, drain_s, n=40):
@@ -617,7 +606,7 @@ class HotRestartTest(H.LegateTestCase):
         the old one's counters arrive in messages, including what it counted
         while draining."""
         self.start_legate(drain_s=3)
-        inode = listen_inode(self.port)
+        inode = H.listen_inode(self.port)
         for _ in range(30):
             self.assertEqual(H.get(self.port, "/fixed").status, 200)
         made = 30
@@ -641,7 +630,7 @@ class HotRestartTest(H.LegateTestCase):
             self.assertIn("counters go over in messages", log)
             self.assertIn("statistics: a fresh segment", log)
             self.assertIn("counters of epoch %d carried over" % (self.epoch - 1), log)
-            self.assertEqual(listen_inode(self.port), inode)
+            self.assertEqual(H.listen_inode(self.port), inode)
             self.assertEqual(self.admin_stat("http.ingress_http.downstream_rq_total"), made)
             self.assertEqual(self.admin_stat("http.ingress_http.downstream_rq_2xx"), made)
 
@@ -649,7 +638,7 @@ class HotRestartTest(H.LegateTestCase):
         """A new generation with more workers than the running segment's half
         holds: a fresh segment, counters carried over, sockets the same."""
         self.start_legate(drain_s=3, concurrency=2)
-        inode = listen_inode(self.port)
+        inode = H.listen_inode(self.port)
         for _ in range(20):
             self.assertEqual(H.get(self.port, "/fixed").status, 200)
         old = self.serving_supervisor()
@@ -668,7 +657,7 @@ class HotRestartTest(H.LegateTestCase):
             text = by_hand_log()
             self.assertIn("is too small for this generation", text)
             self.assertIn("counters of epoch 0 carried over", text)
-            self.assertEqual(listen_inode(self.port), inode)
+            self.assertEqual(H.listen_inode(self.port), inode)
             self.assertEqual(H.get(self.port, "/fixed").status, 200)
             self.assertEqual(self.admin_stat("http.ingress_http.downstream_rq_total"), 21)
             self.assertEqual(self.admin_stat("server.concurrency"), 4)
