@@ -1425,6 +1425,53 @@ static const struct extension http_connection_manager = {
 
 /* ---- listeners ----------------------------------------------------------------------------- */
 
+#define CONN_LIMIT_NAME "envoy.filters.network.connection_limit"
+#define CONN_LIMIT_TYPE                                                                            \
+    "type.googleapis.com/envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit"
+
+static const struct schema connection_limit_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "@type", .parse = skip_type_url},
+            {.name = "stat_prefix",
+             .parse = set_string,
+             .offset = offsetof(struct cfg_conn_limit, stat_prefix),
+             .required = true},
+            {.name = "max_connections",
+             .parse = set_u32,
+             .offset = offsetof(struct cfg_conn_limit, max_connections),
+             .required = true},
+            {0},
+        },
+    .unimplemented = "delay runtime_enabled",
+};
+
+static const struct extension connection_limit_filter = {
+    .what = "network filter",
+    .name = CONN_LIMIT_NAME,
+    .type_url = CONN_LIMIT_TYPE,
+    .entry = &network_filter_entry_schema,
+    .config = &connection_limit_schema,
+    .config_required = true,
+};
+
+/* Whether an extension entry names `ext` (by typed_config's "@type", else by
+ * name), without reporting anything. */
+static bool entry_is(struct loader *ld, const yaml_node_t *item, const struct extension *ext)
+{
+    if (item->type != YAML_MAPPING_NODE)
+        return false;
+    const yaml_node_t *tc = map_get(ld, item, "typed_config");
+    const yaml_node_t *type =
+        tc != NULL && tc->type == YAML_MAPPING_NODE ? map_get(ld, tc, "@type") : NULL;
+    const yaml_node_t *name = map_get(ld, item, "name");
+    if (type != NULL && type->type == YAML_SCALAR_NODE)
+        return strcmp(scalar_text(type), ext->type_url) == 0;
+    return name != NULL && name->type == YAML_SCALAR_NODE &&
+           strcmp(scalar_text(name), ext->name) == 0;
+}
+
+/* The connection manager comes last; before it, at most one connection_limit. */
 static int parse_network_filters(struct loader *ld, const yaml_node_t *node, void *slot)
 {
     struct cfg_listener *listener = slot;
@@ -1439,10 +1486,21 @@ static int parse_network_filters(struct loader *ld, const yaml_node_t *node, voi
     for (size_t i = 0; i < n; i++) {
         const yaml_node_t *item = list_item(ld, node, i);
         size_t saved = path_push_index(ld, i);
-        if (i == 0)
+        if (i == n - 1) {
             load_extension(ld, item, &http_connection_manager, &listener->hcm);
-        else
-            report(ld, item, "more than one network filter is not implemented by legate");
+        } else if (entry_is(ld, item, &connection_limit_filter) && !listener->conn_limit.enabled) {
+            if (load_extension(ld, item, &connection_limit_filter, &listener->conn_limit) == 1) {
+                listener->conn_limit.enabled = true;
+                const yaml_node_t *max =
+                    map_get(ld, map_get(ld, item, "typed_config"), "max_connections");
+                if (listener->conn_limit.max_connections == 0 && max != NULL) /* else reported */
+                    report(ld, max, "typed_config.max_connections must be at least 1");
+            }
+        } else {
+            report(ld, item,
+                   "only one " CONN_LIMIT_NAME " may come before the " HCM_NAME
+                   ", which must be the last filter");
+        }
         path_pop(ld, saved);
     }
     return 0;
@@ -1956,17 +2014,85 @@ static const struct schema static_resources_schema = {
     .unimplemented = "secrets",
 };
 
+#define GLOBAL_CX_MONITOR_NAME "envoy.resource_monitors.global_downstream_max_connections"
+#define GLOBAL_CX_MONITOR_TYPE                                                                     \
+    "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3."            \
+    "DownstreamConnectionsConfig"
+
+static const struct schema downstream_connections_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "@type", .parse = skip_type_url},
+            {.name = "max_active_downstream_connections",
+             .parse = set_u32,
+             .offset = offsetof(struct config, max_active_downstream_connections),
+             .required = true},
+            {0},
+        },
+};
+
+static const struct schema resource_monitor_entry_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "name", .parse = stash_ext_name, .required = true},
+            {.name = "typed_config", .parse = stash_ext_config},
+            {0},
+        },
+};
+
+static const struct extension global_cx_monitor = {
+    .what = "resource monitor",
+    .name = GLOBAL_CX_MONITOR_NAME,
+    .type_url = GLOBAL_CX_MONITOR_TYPE,
+    .entry = &resource_monitor_entry_schema,
+    .config = &downstream_connections_schema,
+    .config_required = true,
+};
+
+static int parse_resource_monitors(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    size_t n;
+    if (expect_list(ld, node, &n) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        size_t saved = path_push_index(ld, i);
+        const yaml_node_t *item = list_item(ld, node, i);
+        if (load_extension(ld, item, &global_cx_monitor, slot) == 1 &&
+            ((struct config *)slot)->max_active_downstream_connections == 0) {
+            const yaml_node_t *max =
+                map_get(ld, map_get(ld, item, "typed_config"), "max_active_downstream_connections");
+            if (max != NULL) /* else reported as missing */
+                report(ld, max,
+                       "typed_config.max_active_downstream_connections must be at least 1");
+        }
+        path_pop(ld, saved);
+    }
+    return 0;
+}
+
+/* Only the global connection limit: legate's overload manager has no other
+ * resource monitor and no actions yet. */
+static const struct schema overload_manager_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "resource_monitors", .parse = parse_resource_monitors},
+            {0},
+        },
+    .unimplemented = "refresh_interval actions buffer_factory_config loadshed_points",
+};
+
 static const struct schema bootstrap_schema = {
     .fields =
         (const struct field[]){
             {.name = "admin", .nested = &admin_schema, .offset = offsetof(struct config, admin)},
             {.name = "static_resources", .nested = &static_resources_schema},
+            {.name = "overload_manager", .nested = &overload_manager_schema},
             {0},
         },
     .unimplemented = "node node_context_params dynamic_resources cluster_manager hds_config "
                      "flags_path stats_sinks deferred_stat_options stats_config "
                      "stats_flush_interval stats_flush_on_admin watchdog watchdogs tracing "
-                     "layered_runtime overload_manager enable_dispatcher_stats header_prefix "
+                     "layered_runtime enable_dispatcher_stats header_prefix "
                      "stats_server_version_override use_tcp_for_dns_lookups dns_resolution_config "
                      "typed_dns_resolver_config bootstrap_extensions fatal_actions config_sources "
                      "default_config_source default_socket_interface "
@@ -2263,6 +2389,7 @@ void config_free(struct config *cfg)
         free(listener->name);
         free(listener->addr.address);
         free(listener->hcm.stat_prefix);
+        free(listener->conn_limit.stat_prefix);
         free_route_config(&listener->hcm.routes);
         for (size_t j = 0; j < listener->hcm.n_access_logs; j++) {
             free(listener->hcm.access_logs[j].path);

@@ -89,10 +89,19 @@ struct cfg_hcm {
     uint64_t idle_timeout_ms; /* common_http_protocol_options.idle_timeout; default 3600000 */
 };
 
+/* envoy.filters.network.connection_limit, before the connection manager: at
+ * most max_connections open on this listener, counted across every worker. */
+struct cfg_conn_limit {
+    bool enabled;
+    char *stat_prefix;        /* connection_limit.<stat_prefix>.* */
+    uint32_t max_connections; /* at least 1 */
+};
+
 struct cfg_listener {
     char *name;           /* listeners[].name (Envoy requires unique names) */
     struct cfg_addr addr; /* address.socket_address */
-    struct cfg_hcm hcm;   /* the single http_connection_manager of filter_chains[0] */
+    struct cfg_hcm hcm;   /* the http_connection_manager, last of filter_chains[0].filters */
+    struct cfg_conn_limit conn_limit;
 };
 
 enum cfg_cluster_type {
@@ -143,6 +152,9 @@ struct config {
     size_t n_listeners;
     struct cfg_cluster *clusters;
     size_t n_clusters;
+    /* overload_manager's envoy.resource_monitors.global_downstream_max_connections:
+     * downstream connections open at once, all listeners and workers; 0: no limit */
+    uint32_t max_active_downstream_connections;
 };
 
 /* Every problem found while loading, each already formatted as

@@ -132,6 +132,7 @@ static void conn_close(struct conn *c)
     stats_cell_add(hs->cx_http1_active, (uint64_t)-1);
     stats_cell_add(hs->listener_cx_active, (uint64_t)-1);
     stats_cell_add(hs->server_connections, (uint64_t)-1);
+    stats_cell_add(hs->cl_active, (uint64_t)-1);
     stats_cell_add(hs->cx_destroy, 1);
     stats_cell_add(hs->listener_cx_destroy, 1);
     stats_cell_add(c->peer_gone ? hs->cx_destroy_remote : hs->cx_destroy_local, 1);
@@ -168,17 +169,32 @@ static void add_flag(struct stream *st, const char *flag)
 
 /* --- reading control -------------------------------------------------------- */
 
+/* Pipelined requests buffered behind the one being answered, as far as their
+ * heads show (a body with an empty line in it counts as more: the safe way). */
+static size_t pipelined_heads(const struct conn *c, size_t stop_at)
+{
+    const char *p = buf_head(&c->in), *end = p + buf_len(&c->in);
+    size_t n = 0;
+    while (n < stop_at && (p = memmem(p, (size_t)(end - p), "\r\n\r\n", 4)) != NULL) {
+        n++;
+        p += 4;
+    }
+    return n;
+}
+
 static void conn_update_read(struct conn *c)
 {
     if (c->dead || c->lingering)
         return;
     /* A complete request waiting for its response: read on only while little
      * is buffered. Reading notices a client that gives up (its FIN aborts the
-     * upstream request, as nginx and Envoy do), and the bound keeps a client
-     * pipelining without end from growing our buffer. */
+     * upstream request, as nginx and Envoy do), and the bounds (bytes, and
+     * WORKER_PIPELINE_MAX requests) keep a client pipelining without end from
+     * growing our buffer or our queue. */
     bool waiting = h1_parser_is_stopped(c->parser) && c->st.active;
-    bool want =
-        !c->closing && !c->backpressure && !(waiting && buf_len(&c->in) >= WORKER_READ_SIZE);
+    bool want = !c->closing && !c->backpressure &&
+                !(waiting && (buf_len(&c->in) >= WORKER_READ_SIZE ||
+                              pipelined_heads(c, WORKER_PIPELINE_MAX) >= WORKER_PIPELINE_MAX));
     if (want && !ev_is_active(&c->rio))
         ev_io_start(c->w->loop, &c->rio);
     else if (!want && ev_is_active(&c->rio))
@@ -1155,9 +1171,38 @@ static void format_peer(const struct sockaddr_storage *ss, char *ip, size_t ip_c
     }
 }
 
+/* Overload (Envoy's global_downstream_max_connections resource monitor and
+ * connection_limit filter): over a limit, a new connection is closed at once,
+ * before anything is allocated for it; open ones go on. The counts are the
+ * gauges every worker keeps, summed over the segment's slots. The admin
+ * listener is exempt, so that an operator can still look. */
+static bool over_connection_limit(struct worker *w, struct listener_rt *l)
+{
+    const struct cfg_listener *cfg = l->cfg;
+    if (cfg == NULL)
+        return false;
+    uint32_t global = w->ctx->cfg->max_active_downstream_connections;
+    if (global > 0 && stats_gauge_value(w->ctx->stats, w->global_cx_id) >= (int64_t)global) {
+        stats_cell_add(l->stats.global_cx_overflow, 1);
+        return true;
+    }
+    if (cfg->conn_limit.enabled &&
+        stats_gauge_value(w->ctx->stats, l->stats.listener_cx_active_id) >=
+            (int64_t)cfg->conn_limit.max_connections) {
+        stats_cell_add(l->stats.cl_limited, 1);
+        stats_cell_add(l->stats.cx_overflow, 1);
+        return true;
+    }
+    return false;
+}
+
 void http_server_accept(struct worker *w, struct listener_rt *l, int fd,
                         const struct sockaddr_storage *peer)
 {
+    if (over_connection_limit(w, l)) {
+        close(fd);
+        return;
+    }
     struct conn *c = calloc(1, sizeof(*c));
     if (c != NULL)
         c->parser = h1_parser_new(H1_REQUEST, &req_callbacks, c);
@@ -1196,6 +1241,7 @@ void http_server_accept(struct worker *w, struct listener_rt *l, int fd,
     stats_cell_add(l->stats.cx_http1_total, 1);
     stats_cell_add(l->stats.cx_http1_active, 1);
     stats_cell_add(l->stats.server_connections, 1);
+    stats_cell_add(l->stats.cl_active, 1);
     stats_cell_add(l->stats.listener_cx_total, 1);
     stats_cell_add(l->stats.listener_cx_active, 1);
 }

@@ -427,6 +427,17 @@ static void register_hcm_stats(struct worker *w, struct listener_rt *l)
     st->listener_cx_active = stat_cell(w, STAT_GAUGE, "listener.%s.downstream_cx_active", lname);
     st->listener_cx_destroy =
         stat_cell(w, STAT_COUNTER, "listener.%s.downstream_cx_destroy", lname);
+    char name[256];
+    snprintf(name, sizeof(name), "listener.%s.downstream_cx_active", lname);
+    st->listener_cx_active_id = stats_register(w->ctx->stats, name, STAT_GAUGE);
+    st->cx_overflow = stat_cell(w, STAT_COUNTER, "listener.%s.downstream_cx_overflow", lname);
+    st->global_cx_overflow =
+        stat_cell(w, STAT_COUNTER, "listener.%s.downstream_global_cx_overflow", lname);
+    if (l->cfg->conn_limit.enabled) {
+        const char *cp = l->cfg->conn_limit.stat_prefix;
+        st->cl_limited = stat_cell(w, STAT_COUNTER, "connection_limit.%s.limited_connections", cp);
+        st->cl_active = stat_cell(w, STAT_GAUGE, "connection_limit.%s.active_connections", cp);
+    }
     st->rq_total = stat_cell(w, STAT_COUNTER, "http.%s.downstream_rq_total", p);
     st->rq_active = stat_cell(w, STAT_GAUGE, "http.%s.downstream_rq_active", p);
     for (int k = 0; k < 5; k++)
@@ -475,6 +486,7 @@ int worker_run(const struct child_ctx *ctx)
 {
     static struct worker w;
     w.ctx = ctx;
+    w.global_cx_id = stats_register(ctx->stats, "server.total_connections", STAT_GAUGE);
     w.cfg = ctx->cfg;
     char title[48];
     snprintf(title, sizeof(title), "legate: worker %d", ctx->index);

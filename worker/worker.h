@@ -15,7 +15,10 @@
 #include "worker/pool.h"
 #include "shm/stats.h"
 
-#define WORKER_READ_SIZE (32 * 1024)       /* one read(2) from a socket */
+#define WORKER_READ_SIZE (32 * 1024) /* one read(2) from a socket */
+/* Requests a client may pipeline behind the one being answered before legate
+ * stops reading its connection (TCP flow control then holds the rest back). */
+#define WORKER_PIPELINE_MAX 16
 #define WORKER_HIGH_WATERMARK (256 * 1024) /* stop reading the other side above this */
 #define WORKER_LOW_WATERMARK (64 * 1024)   /* resume below this */
 #define WORKER_POOL_MAX_IDLE 128           /* idle upstream connections per host */
@@ -48,6 +51,11 @@ struct hcm_stats {
     _Atomic uint64_t *listener_cx_total, *listener_cx_active; /* listener.<addr>_<port>. */
     _Atomic uint64_t *listener_cx_destroy;
     _Atomic uint64_t *server_connections; /* server.total_connections */
+    /* Overload: the limits sum a gauge over every process's slot. */
+    int listener_cx_active_id;                /* listener.<addr>.downstream_cx_active */
+    _Atomic uint64_t *cx_overflow;            /* listener.<addr>.downstream_cx_overflow */
+    _Atomic uint64_t *global_cx_overflow;     /* listener.<addr>.downstream_global_cx_overflow */
+    _Atomic uint64_t *cl_limited, *cl_active; /* connection_limit.<prefix>. (NULL without it) */
     _Atomic uint64_t *rq_total, *rq_active, *rq_xx[5];
     _Atomic uint64_t *rq_timeout, *rq_header_timeout, *rq_idle_timeout, *rq_rx_reset;
     _Atomic uint64_t *no_route, *no_cluster, *rq_direct_response;
@@ -105,6 +113,7 @@ struct worker {
     struct conn *conns; /* every open downstream connection */
     size_t n_conns;
     bool draining;
+    int global_cx_id; /* server.total_connections: every worker's downstream connections */
     ev_timer drain_timer;
     ev_timer gradual_timer; /* --drain-strategy gradual: closes idle connections over time */
     ev_tstamp drain_started;

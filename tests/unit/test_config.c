@@ -613,6 +613,88 @@ static void test_bad_network_filter_type(void **state)
                  5, 32, "filters[0].typed_config: required field is missing");
 }
 
+#define CL_TYPE                                                                                    \
+    "type.googleapis.com/envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit"
+
+/* A listener whose filters are `filters` (YAML flow list items), HCM last. */
+#define LIMIT_LISTENER(filters)                                                                    \
+    "static_resources:\n"                                                                          \
+    "  listeners:\n"                                                                               \
+    "  - name: l\n"                                                                                \
+    "    address: {socket_address: {address: 127.0.0.1, port_value: 9000}}\n"                      \
+    "    filter_chains:\n"                                                                         \
+    "    - filters:\n" filters
+
+#define HCM_ITEM                                                                                   \
+    "      - name: envoy.filters.network.http_connection_manager\n"                                \
+    "        typed_config: {\"@type\": " HCM_TYPE ", stat_prefix: h, route_config: {}, "           \
+    "http_filters: [{name: envoy.filters.http.router}]}\n"
+
+static void test_connection_limits(void **state)
+{
+    (void)state;
+    struct config cfg;
+    load_ok(
+        LIMIT_LISTENER(
+            "      - name: envoy.filters.network.connection_limit\n"
+            "        typed_config: {\"@type\": " CL_TYPE
+            ", stat_prefix: cl, max_connections: 7}\n" HCM_ITEM) "overload_manager:\n"
+                                                                 "  resource_monitors:\n"
+                                                                 "  - name: "
+                                                                 "envoy.resource_monitors.global_"
+                                                                 "downstream_max_connections\n"
+                                                                 "    typed_config:\n"
+                                                                 "      \"@type\": "
+                                                                 "type.googleapis.com/"
+                                                                 "envoy.extensions.resource_"
+                                                                 "monitors."
+                                                                 "downstream_connections.v3."
+                                                                 "DownstreamConnectionsConfig\n"
+                                                                 "      "
+                                                                 "max_active_downstream_"
+                                                                 "connections: 1000\n",
+        &cfg);
+    assert_true(cfg.listeners[0].conn_limit.enabled);
+    assert_string_equal(cfg.listeners[0].conn_limit.stat_prefix, "cl");
+    assert_int_equal(cfg.listeners[0].conn_limit.max_connections, 7);
+    assert_string_equal(cfg.listeners[0].hcm.stat_prefix, "h");
+    assert_int_equal(cfg.max_active_downstream_connections, 1000);
+    config_free(&cfg);
+    /* Without either, no limit. */
+    load_ok(LIMIT_LISTENER(HCM_ITEM), &cfg);
+    assert_false(cfg.listeners[0].conn_limit.enabled);
+    assert_int_equal(cfg.max_active_downstream_connections, 0);
+    config_free(&cfg);
+    /* The connection manager must come last (and the last must be one). */
+    check_errors(LIMIT_LISTENER(HCM_ITEM "      - name: envoy.filters.network.connection_limit\n"
+                                         "        typed_config: {\"@type\": " CL_TYPE
+                                         ", stat_prefix: cl, max_connections: 7}\n"),
+                 2, 7, 9,
+                 "filters[0]: only one envoy.filters.network.connection_limit may come before "
+                 "the envoy.filters.network.http_connection_manager");
+    expect_error(LIMIT_LISTENER("      - name: envoy.filters.network.connection_limit\n"
+                                "        typed_config: {\"@type\": " CL_TYPE
+                                ", stat_prefix: cl, max_connections: 0}\n" HCM_ITEM),
+                 8, 157, "filters[0]: typed_config.max_connections must be at least 1");
+    expect_error(LIMIT_LISTENER("      - name: envoy.filters.network.connection_limit\n"
+                                "        typed_config: {\"@type\": " CL_TYPE
+                                ", max_connections: 3}\n" HCM_ITEM),
+                 8, 23, "filters[0].typed_config.stat_prefix: required field is missing");
+    expect_error(LIMIT_LISTENER("      - name: envoy.filters.network.connection_limit\n"
+                                "        typed_config: {\"@type\": " CL_TYPE
+                                ", stat_prefix: c, max_connections: 3, delay: 1s}\n" HCM_ITEM),
+                 8, 159, "typed_config.delay: not implemented by legate");
+    expect_error(LIMIT_LISTENER(HCM_ITEM) "overload_manager:\n"
+                                          "  resource_monitors:\n"
+                                          "  - name: envoy.resource_monitors.fixed_heap\n"
+                                          "    typed_config: {\"@type\": type.googleapis.com/"
+                                          "envoy.extensions.resource_monitors.fixed_heap.v3."
+                                          "FixedHeapConfig, max_heap_size_bytes: 1}\n",
+                 12, 29,
+                 "resource monitor type.googleapis.com/envoy.extensions.resource_"
+                 "monitors.fixed_heap.v3.FixedHeapConfig is not implemented by legate");
+}
+
 static void test_http_filters(void **state)
 {
     (void)state;
@@ -1001,6 +1083,7 @@ int main(void)
         cmocka_unit_test(test_not_implemented_field),
         cmocka_unit_test(test_unknown_enum_value),
         cmocka_unit_test(test_bad_network_filter_type),
+        cmocka_unit_test(test_connection_limits),
         cmocka_unit_test(test_http_filters),
         cmocka_unit_test(test_missing_stat_prefix_and_rds),
         cmocka_unit_test(test_access_log),
