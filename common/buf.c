@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define BUF_MIN_CAP 4096
@@ -166,6 +167,34 @@ ssize_t buf_write_to(struct buf *b, int fd)
         }
         buf_consume(b, (size_t)n);
         total += (size_t)n;
+    }
+    return (ssize_t)total;
+}
+
+ssize_t buf_write_with(struct buf *b, int fd, const void *data, size_t len, size_t *data_written)
+{
+    size_t total = 0;
+    *data_written = 0;
+    while (buf_len(b) > 0 || *data_written < len) {
+        struct iovec iov[2];
+        int n_iov = 0;
+        if (buf_len(b) > 0)
+            iov[n_iov++] = (struct iovec){(void *)buf_head(b), buf_len(b)};
+        if (*data_written < len)
+            iov[n_iov++] = (struct iovec){(char *)data + *data_written, len - *data_written};
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n_iov};
+        ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                break;
+            return -1;
+        }
+        total += (size_t)n;
+        size_t from_buf = (size_t)n < buf_len(b) ? (size_t)n : buf_len(b);
+        buf_consume(b, from_buf);
+        *data_written += (size_t)n - from_buf;
     }
     return (ssize_t)total;
 }

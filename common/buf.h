@@ -48,6 +48,13 @@ void buf_release(struct buf *b);
 /* write(2) as much as the socket takes. Returns bytes written (0 if it would
  * block), or -1 on error (errno set). */
 ssize_t buf_write_to(struct buf *b, int fd);
+/* The buffer's bytes, then `len` more from `data`, in one sendmsg where the
+ * socket takes them: what is buffered goes first, the buffer is consumed by
+ * what was written, and *data_written says how much of `data` went (the rest
+ * is the caller's to keep). Returns bytes written in all (0 if it would
+ * block), or -1 on error (errno set). Saves copying a large body into the
+ * buffer only to write it out again. */
+ssize_t buf_write_with(struct buf *b, int fd, const void *data, size_t len, size_t *data_written);
 /* read(2) up to `max` bytes into the buffer. Returns bytes read, 0 on EOF, -1
  * with errno EAGAIN when nothing is there, or -1 on error. */
 ssize_t buf_read_from(struct buf *b, int fd, size_t max);

@@ -5,6 +5,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,6 +313,11 @@ static int find_own_path(const char *argv0, char *out, size_t cap)
 
 int main(int argc, char **argv)
 {
+    /* One malloc arena for every thread (ZeroMQ's too). glibc sizes and trims
+     * extra arenas by reading /proc and /sys, which a sandboxed child may not
+     * open: a ZeroMQ thread (all signals blocked) doing so would die of SIGSYS
+     * without a word. The threads besides the loop allocate next to nothing. */
+    mallopt(M_ARENA_MAX, 1);
     proc_title_init(argc, argv);
 #ifdef LEGATE_TEST_HOOKS
     worker_test_forbidden_call = attempt_forbidden_call;

@@ -307,6 +307,11 @@ static void on_child_exit(struct ev_loop *loop, ev_child *w, int revents)
     ev_child_stop(loop, w);
     char how[64];
     describe_status(w->rstatus, how, sizeof(how));
+    if (WIFSIGNALED(w->rstatus) && WTERMSIG(w->rstatus) == SIGSYS)
+        log_error("%s (pid %d) made a system call outside its seccomp profile; the process "
+                  "names it in the line before, unless one of its threads with every signal "
+                  "blocked made it",
+                  c->title + 8, (int)c->pid);
     c->pid = 0;
     c->ready = false;
     /* Whatever the dead process held open (its connections, say) is gone. */

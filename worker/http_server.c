@@ -515,6 +515,25 @@ static void up_on_body(void *owner, const char *data, size_t len)
         buf_printf(&c->out, "%zx\r\n", len);
         buf_append(&c->out, data, len);
         buf_append(&c->out, "\r\n", 2);
+    } else if (len >= WORKER_DIRECT_WRITE_MIN && !ev_is_active(&c->wio)) {
+        /* A large piece of body, and the socket was taking what we wrote:
+         * send it from the upstream's buffer, with whatever was buffered
+         * before it (the head), in one call; only what the socket does not
+         * take is copied. */
+        size_t done = 0;
+        ssize_t n = buf_write_with(&c->out, c->fd, data, len, &done);
+        if (n < 0) {
+            c->peer_gone = true;
+            stats_cell_add(c->l->stats.rq_rx_reset, 1);
+            conn_abort(c, "DC");
+            conn_leave(c);
+            return;
+        }
+        if (n > 0)
+            c->last_activity = ev_now(c->w->loop);
+        buf_append(&c->out, data + done, len - done);
+        if (buf_len(&c->out) > 0 && !ev_is_active(&c->wio))
+            ev_io_start(c->w->loop, &c->wio);
     } else {
         buf_append(&c->out, data, len);
     }

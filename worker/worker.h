@@ -19,6 +19,9 @@
 /* Requests a client may pipeline behind the one being answered before legate
  * stops reading its connection (TCP flow control then holds the rest back). */
 #define WORKER_PIPELINE_MAX 16
+/* A body piece at least this large is written from the upstream's buffer
+ * instead of copied into the connection's (worker/http_server.c). */
+#define WORKER_DIRECT_WRITE_MIN (8 * 1024)
 #define WORKER_HIGH_WATERMARK (256 * 1024) /* stop reading the other side above this */
 #define WORKER_LOW_WATERMARK (64 * 1024)   /* resume below this */
 #define WORKER_POOL_MAX_IDLE 128           /* idle upstream connections per host */
