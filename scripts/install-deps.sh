@@ -6,6 +6,7 @@ packages=(
   libev-dev libnghttp2-dev libssl-dev libyaml-dev libzmq3-dev libcmocka-dev
   libhttp-parser-dev                     # HTTP/1 parsing: Debian's http_parser 2.9
   libseccomp-dev libcap-dev              # the children's seccomp filters and capabilities
+  libxxhash-dev                          # XXH64 for the hashing load balancers
   clang libclang-rt-14-dev               # the libFuzzer targets (tests/fuzz)
   python3 curl wrk procps                # integration tests and the quickstart
   prometheus                             # promtool checks /stats/prometheus in the tests
