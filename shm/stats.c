@@ -669,9 +669,12 @@ uint64_t stats_hist_quantile(const struct stats_hist_snapshot *h, double q)
         q = 0;
     if (q > 1)
         q = 1;
-    /* The rank of the q-quantile, at least the first value. */
-    uint64_t rank = (uint64_t)(q * (double)total);
-    if ((double)rank < q * (double)total)
+    /* The rank of the q-quantile, at least the first value. A count near
+     * 2^64 (a hostile segment's) rounds up to 2^64 as a double, which no
+     * uint64_t holds: the rank is then the total. */
+    double want = q * (double)total;
+    uint64_t rank = want >= 18446744073709551615.0 ? total : (uint64_t)want;
+    if (rank < total && (double)rank < want)
         rank++;
     if (rank == 0)
         rank = 1;

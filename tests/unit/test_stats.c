@@ -2138,6 +2138,21 @@ static void test_entries_changing_under_a_reader(void **state)
                  failures);
 }
 
+/* Found by fuzz_shm_reader: counts from a hostile segment near 2^64 made the
+ * quantile's rank a double no uint64_t holds (undefined behaviour). */
+static void test_quantile_of_absurd_counts(void **state)
+{
+    (void)state;
+    struct stats_hist_snapshot h;
+    memset(&h, 0, sizeof(h));
+    h.buckets[3] = UINT64_MAX - 5;
+    h.buckets[STATS_HIST_BUCKETS - 1] = 5;
+    h.count = UINT64_MAX;
+    assert_true(stats_hist_quantile(&h, 1.0) == stats_hist_bucket_upper(STATS_HIST_BUCKETS - 1));
+    assert_true(stats_hist_quantile(&h, 0.5) == stats_hist_bucket_upper(3));
+    assert_true(stats_hist_quantile(&h, 0.0) == stats_hist_bucket_upper(3));
+}
+
 static void test_attach_nonexistent(void **state)
 {
     (void)state;
@@ -2203,6 +2218,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_too_long_a_name_leaves_the_arena, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_histograms_leave_the_arena, setup, teardown),
+        cmocka_unit_test(test_quantile_of_absurd_counts),
         cmocka_unit_test_setup_teardown(test_attach_nonexistent, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
