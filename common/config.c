@@ -1645,8 +1645,8 @@ static int set_lb_policy(struct loader *ld, const yaml_node_t *node, void *slot)
 {
     static const struct enum_name policies[] = {
         {"ROUND_ROBIN", LB_ROUND_ROBIN, true},
-        {"LEAST_REQUEST", -1, false},
-        {"RANDOM", -1, false},
+        {"LEAST_REQUEST", LB_LEAST_REQUEST, true},
+        {"RANDOM", LB_RANDOM, true},
         {"RING_HASH", -1, false},
         {"MAGLEV", -1, false},
         {"CLUSTER_PROVIDED", -1, false},
@@ -1690,13 +1690,55 @@ static const struct schema endpoint_schema = {
     .unimplemented = "health_check_config hostname additional_addresses",
 };
 
+/* Envoy's UInt32Value with a minimum of 1 (0 is refused, not "unset"). */
+static int set_weight(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    uint32_t v = 0;
+    if (set_u32(ld, node, &v) < 0)
+        return -1;
+    if (v == 0) {
+        report(ld, node, "must be at least 1");
+        return -1;
+    }
+    *(uint32_t *)slot = v;
+    return 0;
+}
+
 static const struct schema lb_endpoint_schema = {
     .fields =
         (const struct field[]){
             {.name = "endpoint", .nested = &endpoint_schema, .required = true},
+            {.name = "load_balancing_weight",
+             .parse = set_weight,
+             .offset = offsetof(struct cfg_endpoint, weight)},
             {0},
         },
-    .unimplemented = "endpoint_name health_status metadata load_balancing_weight",
+    .unimplemented = "endpoint_name health_status metadata",
+};
+
+static int set_choice_count(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    uint32_t v = 0;
+    if (set_u32(ld, node, &v) < 0)
+        return -1;
+    if (v < 2) {
+        report(ld, node, "must be at least 2");
+        return -1;
+    }
+    *(uint32_t *)slot = v;
+    return 0;
+}
+
+static const struct schema least_request_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "choice_count",
+             .parse = set_choice_count,
+             .offset = offsetof(struct cfg_cluster, choice_count)},
+            {0},
+        },
+    .unimplemented = "active_request_bias slow_start_config locality_lb_config "
+                     "enable_full_scan selection_method",
 };
 
 /* lb_endpoints[]: appended to the cluster's flat endpoint list. */
@@ -1717,6 +1759,7 @@ static int parse_lb_endpoints(struct loader *ld, const yaml_node_t *node, void *
         cluster->endpoints = grown;
         struct cfg_endpoint *endpoint = &cluster->endpoints[cluster->n_endpoints++];
         memset(endpoint, 0, sizeof *endpoint);
+        endpoint->weight = 1;
         size_t saved = path_push_index(ld, i);
         walk_map(ld, list_item(ld, node, i), &lb_endpoint_schema, endpoint, NULL);
         path_pop(ld, saved);
@@ -1933,6 +1976,7 @@ static const struct schema cluster_schema = {
             {.name = "lb_policy",
              .parse = set_lb_policy,
              .offset = offsetof(struct cfg_cluster, lb_policy)},
+            {.name = "least_request_lb_config", .nested = &least_request_schema},
             {.name = "load_assignment", .nested = &load_assignment_schema},
             {.name = "circuit_breakers", .nested = &circuit_breakers_schema},
             {.name = "typed_extension_protocol_options", .parse = parse_protocol_options},
@@ -1945,7 +1989,7 @@ static const struct schema cluster_schema = {
                      "use_tcp_for_dns_lookups dns_resolution_config typed_dns_resolver_config "
                      "wait_for_warm_on_init outlier_detection cleanup_interval "
                      "upstream_bind_config lb_subset_config ring_hash_lb_config maglev_lb_config "
-                     "original_dst_lb_config least_request_lb_config round_robin_lb_config "
+                     "original_dst_lb_config round_robin_lb_config "
                      "common_lb_config transport_socket metadata protocol_selection "
                      "upstream_connection_options close_connections_on_host_health_failure "
                      "ignore_health_on_host_removal filters load_balancing_policy lrs_server "
@@ -1974,6 +2018,7 @@ static int parse_clusters(struct loader *ld, const yaml_node_t *node, void *slot
 
         cluster->type = CLUSTER_STATIC;
         cluster->lb_policy = LB_ROUND_ROBIN;
+        cluster->choice_count = 2;
         cluster->connect_timeout_ms = CONNECT_TIMEOUT_DEFAULT_MS;
         cluster->idle_timeout_ms = UPSTREAM_IDLE_TIMEOUT_DEFAULT_MS;
         set_default_limits(&cluster->cb);

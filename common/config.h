@@ -110,10 +110,13 @@ enum cfg_cluster_type {
 
 enum cfg_lb_policy {
     LB_ROUND_ROBIN, /* lb_policy: ROUND_ROBIN (default) */
+    LB_LEAST_REQUEST,
+    LB_RANDOM,
 };
 
 struct cfg_endpoint {
     struct cfg_addr addr; /* lb_endpoints[].endpoint.address.socket_address */
+    uint32_t weight;      /* lb_endpoints[].load_balancing_weight (default 1) */
 };
 
 /* circuit_breakers.thresholds[] with priority DEFAULT (Envoy's defaults: 1024 each, retries 3). */
@@ -128,6 +131,7 @@ struct cfg_cluster {
     char *name;
     enum cfg_cluster_type type;
     enum cfg_lb_policy lb_policy;
+    uint32_t choice_count;          /* least_request_lb_config.choice_count (default 2) */
     uint64_t connect_timeout_ms;    /* default 5000 */
     struct cfg_endpoint *endpoints; /* flattened over load_assignment.endpoints[].lb_endpoints[] */
     size_t n_endpoints;

@@ -102,20 +102,35 @@ size_t lb_random_pick(const uint64_t *cum, size_t n, struct lb_rng *rng)
     return lo;
 }
 
-size_t lb_least_request_pick(const uint32_t *weights, const uint64_t *cum, const uint64_t *active,
-                             size_t n, unsigned choice_count, struct lb_rng *rng)
+size_t lb_least_request_pick_fn(const uint32_t *weights, const uint64_t *cum, size_t n,
+                                unsigned choice_count, struct lb_rng *rng,
+                                uint64_t (*active)(void *ctx, size_t host), void *ctx)
 {
     size_t best = lb_random_pick(cum, n, rng);
     if (best == LB_NONE)
         return LB_NONE;
+    uint64_t best_active = active(ctx, best);
     for (unsigned k = 1; k < (choice_count ? choice_count : 2); k++) {
         size_t c = lb_random_pick(cum, n, rng);
-        /* fewer active per unit of weight: active_c / w_c < active_best / w_best */
-        if ((unsigned __int128)active[c] * weights[best] <
-            (unsigned __int128)active[best] * weights[c])
+        uint64_t a = active(ctx, c);
+        /* fewer active per unit of weight: a / w_c < best_active / w_best */
+        if ((unsigned __int128)a * weights[best] < (unsigned __int128)best_active * weights[c]) {
             best = c;
+            best_active = a;
+        }
     }
     return best;
+}
+
+static uint64_t from_array(void *ctx, size_t host)
+{
+    return ((const uint64_t *)ctx)[host];
+}
+
+size_t lb_least_request_pick(const uint32_t *weights, const uint64_t *cum, const uint64_t *active,
+                             size_t n, unsigned choice_count, struct lb_rng *rng)
+{
+    return lb_least_request_pick_fn(weights, cum, n, choice_count, rng, from_array, (void *)active);
 }
 
 /* --- ring hash ---------------------------------------------------------------------- */

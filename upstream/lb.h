@@ -56,6 +56,11 @@ size_t lb_random_pick(const uint64_t *cum, size_t n, struct lb_rng *rng);
  * is each host's active requests, across all workers. */
 size_t lb_least_request_pick(const uint32_t *weights, const uint64_t *cum, const uint64_t *active,
                              size_t n, unsigned choice_count, struct lb_rng *rng);
+/* The same, reading a drawn host's active requests through `active` (a
+ * worker sums them over every worker's slot in shared memory). */
+size_t lb_least_request_pick_fn(const uint32_t *weights, const uint64_t *cum, size_t n,
+                                unsigned choice_count, struct lb_rng *rng,
+                                uint64_t (*active)(void *ctx, size_t host), void *ctx);
 
 /* RING_HASH: each host is hashed onto a ring (XXH64 of "<key>_<i>") a number
  * of times proportional to its weight, the ring having between min_size and

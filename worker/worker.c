@@ -33,14 +33,33 @@ const char *worker_date(struct worker *w)
     return w->date;
 }
 
+/* A host's requests in flight, from every worker (LEAST_REQUEST's view is
+ * global, where Envoy's balancer sees only its own worker's). */
+static uint64_t host_active(void *ctx, size_t i)
+{
+    struct cluster_rt *cl = ctx;
+    int64_t v = stats_gauge_value(cl->stats_seg, cl->hosts[i].rq_active_id);
+    return v > 0 ? (uint64_t)v : 0;
+}
+
 struct host *worker_pick_host(struct worker *w, size_t cluster_index)
 {
+    (void)w;
     struct cluster_rt *cl = &w->clusters[cluster_index];
-    if (cl->n_hosts == 0)
-        return NULL;
-    struct host *h = &cl->hosts[cl->rr_next % cl->n_hosts];
-    cl->rr_next++;
-    return h;
+    size_t i;
+    switch (cl->cfg->lb_policy) {
+    case LB_RANDOM:
+        i = lb_random_pick(cl->cum, cl->n_hosts, &cl->rng);
+        break;
+    case LB_LEAST_REQUEST:
+        i = lb_least_request_pick_fn(cl->weights, cl->cum, cl->n_hosts, cl->cfg->choice_count,
+                                     &cl->rng, host_active, cl);
+        break;
+    default:
+        i = lb_rr_pick(&cl->rr);
+        break;
+    }
+    return i == LB_NONE ? NULL : &cl->hosts[i];
 }
 
 size_t worker_cluster_connections(const struct cluster_rt *cl)
@@ -462,9 +481,24 @@ static void setup_clusters(struct worker *w)
         cl->cfg = &cfg->clusters[i];
         cl->n_hosts = cl->cfg->n_endpoints;
         cl->hosts = calloc(cl->n_hosts ? cl->n_hosts : 1, sizeof(*cl->hosts));
-        /* Start each worker at a different host so that N workers with one
-         * request each do not all pick the first host. */
-        cl->rr_next = (size_t)w->ctx->index;
+        cl->stats_seg = w->ctx->stats;
+        cl->weights = calloc(cl->n_hosts ? cl->n_hosts : 1, sizeof(uint32_t));
+        cl->cum = calloc(cl->n_hosts ? cl->n_hosts : 1, sizeof(uint64_t));
+        if (cl->weights == NULL || cl->cum == NULL)
+            log_fatal("out of memory");
+        for (size_t j = 0; j < cl->n_hosts; j++)
+            cl->weights[j] = cl->cfg->endpoints[j].weight;
+        lb_cumulative(cl->weights, cl->n_hosts, cl->cum);
+        if (lb_rr_init(&cl->rr, cl->weights, cl->n_hosts) != 0)
+            log_fatal("out of memory");
+        /* Each worker starts at a different point of the round, so that N
+         * workers with one request each do not all pick the first host. */
+        for (int k = 0; k < w->ctx->index; k++)
+            lb_rr_pick(&cl->rr);
+        uint64_t seed;
+        if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+            seed = proc_now_ns();
+        lb_rng_seed(&cl->rng, seed ^ (uint64_t)w->ctx->index);
         register_cluster_stats(w, cl);
         for (size_t j = 0; j < cl->n_hosts; j++) {
             struct host *h = &cl->hosts[j];
@@ -478,6 +512,9 @@ static void setup_clusters(struct worker *w)
             else
                 snprintf(h->name, sizeof(h->name), "%s:%u", h->ep->addr.address, h->ep->addr.port);
             register_host_stats(w, h);
+            char name[256];
+            snprintf(name, sizeof(name), "cluster.%s.host.%s.rq_active", cl->cfg->name, h->name);
+            h->rq_active_id = stats_register_flags(w->ctx->stats, name, STAT_GAUGE, STAT_FLAG_HOST);
         }
     }
 }

@@ -14,6 +14,7 @@
 #include "worker/access_log.h"
 #include "worker/pool.h"
 #include "shm/stats.h"
+#include "upstream/lb.h"
 
 #define WORKER_READ_SIZE (32 * 1024) /* one read(2) from a socket */
 /* Requests a client may pipeline behind the one being answered before legate
@@ -72,6 +73,7 @@ struct host {
     const struct cfg_cluster *cluster;
     struct cluster_stats *stats; /* its cluster's */
     struct host_stats hstats;
+    int rq_active_id; /* cluster.<c>.host.<addr>.rq_active: summed over workers by LEAST_REQUEST */
     struct pool pool;
     char name[64]; /* "ip:port" for logs and %UPSTREAM_HOST% */
 };
@@ -80,8 +82,13 @@ struct cluster_rt {
     const struct cfg_cluster *cfg;
     struct host *hosts;
     size_t n_hosts;
-    size_t rr_next;     /* round-robin cursor */
-    size_t n_active_rq; /* requests in flight to this cluster from this worker */
+    /* the load balancer (upstream/lb.h) */
+    uint32_t *weights; /* load_balancing_weight per host */
+    uint64_t *cum;     /* their running sums, for the random draws */
+    struct lb_rr rr;
+    struct lb_rng rng;
+    struct stats *stats_seg; /* where LEAST_REQUEST reads the hosts' active requests */
+    size_t n_active_rq;      /* requests in flight to this cluster from this worker */
     struct cluster_stats stats;
 };
 

@@ -78,7 +78,10 @@ static void test_round_robin_cycles_hosts(void **state)
 {
     (void)state;
     struct host hosts[3];
-    struct cluster_rt cl = {.hosts = hosts, .n_hosts = 3, .rr_next = 0};
+    struct cfg_cluster cfg = {.lb_policy = LB_ROUND_ROBIN};
+    uint32_t weights[3] = {1, 1, 1};
+    struct cluster_rt cl = {.cfg = &cfg, .hosts = hosts, .n_hosts = 3, .weights = weights};
+    assert_int_equal(lb_rr_init(&cl.rr, weights, 3), 0);
     struct worker w = {.clusters = &cl, .n_clusters = 1};
     int counts[3] = {0};
     for (int i = 0; i < 300; i++) {
@@ -90,9 +93,12 @@ static void test_round_robin_cycles_hosts(void **state)
     assert_int_equal(counts[0], 100);
     assert_int_equal(counts[1], 100);
     assert_int_equal(counts[2], 100);
-    struct cluster_rt empty = {.hosts = NULL, .n_hosts = 0};
+    lb_rr_free(&cl.rr);
+    struct cluster_rt empty = {.cfg = &cfg, .hosts = NULL, .n_hosts = 0};
+    assert_int_equal(lb_rr_init(&empty.rr, NULL, 0), 0);
     w.clusters = &empty;
     assert_null(worker_pick_host(&w, 0));
+    lb_rr_free(&empty.rr);
 }
 
 int main(void)
