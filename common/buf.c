@@ -155,20 +155,8 @@ void buf_release(struct buf *b)
 
 ssize_t buf_write_to(struct buf *b, int fd)
 {
-    size_t total = 0;
-    while (buf_len(b) > 0) {
-        ssize_t n = send(fd, buf_head(b), buf_len(b), MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN)
-                break;
-            return -1;
-        }
-        buf_consume(b, (size_t)n);
-        total += (size_t)n;
-    }
-    return (ssize_t)total;
+    size_t none;
+    return buf_write_with(b, fd, NULL, 0, &none);
 }
 
 ssize_t buf_write_with(struct buf *b, int fd, const void *data, size_t len, size_t *data_written)

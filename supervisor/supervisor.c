@@ -760,6 +760,18 @@ static void on_sigusr1(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* --- hot restart: the old generation's side ---------------------------------------- */
 
+/* One message from the other generation once the hand-over is under way:
+ * any descriptors it carries are not wanted then (a late SOCKETS, say). */
+static int hr_read(int fd, struct hr_msg *m, const char **why)
+{
+    int fds[HR_SOCKS_PER_MSG];
+    size_t n_fds = 0;
+    int rc = hr_recv(fd, m, fds, HR_SOCKS_PER_MSG, &n_fds, why);
+    for (size_t i = 0; i < n_fds; i++)
+        close(fds[i]);
+    return rc;
+}
+
 /* Say why, then hang up. The caller's hello is read first: closing a Unix
  * socket with unread data resets the peer, whose read would then fail with
  * ECONNRESET instead of returning our reason. */
@@ -768,12 +780,10 @@ static void refuse(int fd, bool read_hello, const char *fmt, ...)
 static void refuse(int fd, bool read_hello, const char *fmt, ...)
 {
     struct hr_msg m;
-    int fds[4];
-    size_t n_fds;
     const char *why;
     struct pollfd p = {.fd = fd, .events = POLLIN};
     if (read_hello && poll(&p, 1, 200) > 0)
-        hr_recv(fd, &m, fds, 4, &n_fds, &why);
+        hr_read(fd, &m, &why);
     m = (struct hr_msg){.magic = HR_MAGIC, .type = HR_REFUSED};
     va_list ap;
     va_start(ap, fmt);
@@ -873,9 +883,7 @@ static void send_counters(struct sup *s, bool final)
     if (s->sent == NULL && (s->sent = calloc(s->stats.g.max_stats, sizeof(uint64_t))) == NULL)
         return;
     /* The new supervisor reads in its loop: wait for room rather than drop a
-     * batch, but never for long. */
-    struct timeval tv = {.tv_sec = 2};
-    setsockopt(s->hr_next_fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+     * batch, but never for long (SO_SNDTIMEO, set when it connected). */
     int fl = fcntl(s->hr_next_fd, F_GETFL);
     fcntl(s->hr_next_fd, F_SETFL, fl & ~O_NONBLOCK);
     struct hr_msg m = {.magic = HR_MAGIC, .type = HR_COUNTERS};
@@ -957,10 +965,8 @@ static void on_hr_next(struct ev_loop *loop, ev_io *w, int revents)
     (void)revents;
     struct sup *s = w->data;
     struct hr_msg m;
-    int fds[4];
-    size_t n_fds;
     const char *why = NULL;
-    int rc = hr_recv(s->hr_next_fd, &m, fds, 4, &n_fds, &why);
+    int rc = hr_read(s->hr_next_fd, &m, &why);
     if (rc < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (rc <= 0) {
@@ -970,8 +976,6 @@ static void on_hr_next(struct ev_loop *loop, ev_io *w, int revents)
         next_gone(s);
         return;
     }
-    for (size_t i = 0; i < n_fds; i++)
-        close(fds[i]); /* the new generation sends no descriptors */
     switch (m.type) {
     case HR_HELLO:
         if (m.u.hello.epoch != s->opt.restart_epoch + 1) {
@@ -1039,6 +1043,8 @@ static void on_hr_accept(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     s->next_pid = expected;
+    struct timeval tv = {.tv_sec = 2}; /* a blocking send to it waits this long at most */
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     s->hr_next_fd = fd;
     ev_io_init(&s->hr_next_io, on_hr_next, fd, EV_READ);
     s->hr_next_io.data = s;
@@ -1221,15 +1227,11 @@ static void on_hr_parent(struct ev_loop *loop, ev_io *w, int revents)
     (void)revents;
     struct sup *s = w->data;
     struct hr_msg m;
-    int fds[4];
-    size_t n_fds;
     const char *why = NULL;
-    int rc = hr_recv(s->hr_parent_fd, &m, fds, 4, &n_fds, &why);
+    int rc = hr_read(s->hr_parent_fd, &m, &why);
     if (rc < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (rc > 0) {
-        for (size_t i = 0; i < n_fds; i++)
-            close(fds[i]); /* a late SOCKETS message: not wanted any more */
         if (m.type == HR_COUNTERS)
             apply_carried_counters(s, &m);
         else

@@ -438,6 +438,16 @@ static void conn_abort(struct conn *c, const char *flag)
     conn_close(c);
 }
 
+/* The client went away: its EOF or reset on read, or a failed write. An
+ * unfinished stream is a downstream reset. */
+static void conn_peer_gone(struct conn *c)
+{
+    c->peer_gone = true;
+    if (c->st.active)
+        stats_cell_add(c->l->stats.rq_rx_reset, 1);
+    conn_abort(c, "DC");
+}
+
 /* --- upstream callbacks ----------------------------------------------------------- */
 
 static void up_on_head(void *owner, const struct h1_head *resp)
@@ -523,9 +533,7 @@ static void up_on_body(void *owner, const char *data, size_t len)
         size_t done = 0;
         ssize_t n = buf_write_with(&c->out, c->fd, data, len, &done);
         if (n < 0) {
-            c->peer_gone = true;
-            stats_cell_add(c->l->stats.rq_rx_reset, 1);
-            conn_abort(c, "DC");
+            conn_peer_gone(c);
             conn_leave(c);
             return;
         }
@@ -991,13 +999,8 @@ static void on_conn_readable(struct ev_loop *loop, ev_io *io, int revents)
     }
     if (n <= 0) {
         /* The client went away (or half-closed, which HTTP/1.1 proxies treat
-         * the same way). An unfinished stream is a downstream reset. */
-        c->peer_gone = true;
-        if (c->st.active) {
-            stats_cell_add(c->l->stats.rq_rx_reset, 1);
-            conn_abort(c, "DC");
-        } else
-            conn_close(c);
+         * the same way). */
+        conn_peer_gone(c);
         conn_leave(c);
         return;
     }
@@ -1052,10 +1055,7 @@ static void conn_flush(struct conn *c)
     if (buf_len(&c->out) > 0) {
         ssize_t n = buf_write_to(&c->out, c->fd);
         if (n < 0) {
-            c->peer_gone = true;
-            if (c->st.active)
-                stats_cell_add(c->l->stats.rq_rx_reset, 1);
-            conn_abort(c, "DC");
+            conn_peer_gone(c);
             return;
         }
         if (n > 0)

@@ -44,7 +44,6 @@ static uint64_t host_active(void *ctx, size_t i)
 
 struct host *worker_pick_host(struct worker *w, size_t cluster_index)
 {
-    (void)w;
     struct cluster_rt *cl = &w->clusters[cluster_index];
     size_t i;
     switch (cl->cfg->lb_policy) {

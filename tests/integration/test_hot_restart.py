@@ -167,6 +167,26 @@ class HotRestartTest(H.LegateTestCase):
     def log_len(self):
         return len(self.lg.log_text(limit=1 << 24))
 
+    def start_by_hand(self, binary, concurrency):
+        """The next generation (epoch 1) started by hand, as an operator
+        would: its own process, logging to by-hand.log (p.log_path)."""
+        p_log = os.path.join(self.lg.dir, "by-hand.log")
+        with open(p_log, "w") as logf:
+            p = subprocess.Popen([binary, "-c", self.lg.config_path, "--base-id",
+                                  str(self.lg.base_id), "--restart-epoch", "1", "--concurrency",
+                                  str(concurrency), "--drain-time-s", "3"],
+                                 stdout=logf, stderr=subprocess.STDOUT)
+        H.register_pid(p.pid)
+        p.log_path = p_log
+        return p
+
+    def stop_by_hand(self, p):
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
     def hot_restart(self, sig=signal.SIGUSR2, wait_old_exit=True, old_exit_timeout=20, old=None):
         """Signal the serving supervisor; wait until the next epoch serves (and,
         by default, until the old one has exited)."""
@@ -468,11 +488,7 @@ class HotRestartTest(H.LegateTestCase):
         # By hand, for real this time.
         old = self.serving_supervisor()
         mark = self.log_len()
-        logf = open(os.path.join(self.lg.dir, "by-hand.log"), "w")
-        p = subprocess.Popen([H.LEGATE_BIN, "-c", self.lg.config_path, "--base-id",
-                              str(self.lg.base_id), "--restart-epoch", "1", "--concurrency", "1",
-                              "--drain-time-s", "3"], stdout=logf, stderr=subprocess.STDOUT)
-        H.register_pid(p.pid)
+        p = self.start_by_hand(H.LEGATE_BIN, concurrency=1)
         try:
             self.wait_log(r"epoch 1 serves now", 20, mark)  # the old one's log
             ok = H.wait_until(lambda: not H.alive(old), 15)
@@ -483,12 +499,7 @@ class HotRestartTest(H.LegateTestCase):
             self.assertEqual(stat_value(self.lg.base_id, "server.hot_restart_epoch"), 1)
             self.assertEqual(stat_value(self.lg.base_id, "server.concurrency"), 1)
         finally:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-            logf.close()
+            self.stop_by_hand(p)
         self.assertEqual(p.returncode, 0)
 
     def test_old_supervisor_killed_during_drain(self):
@@ -642,16 +653,12 @@ class HotRestartTest(H.LegateTestCase):
         for _ in range(20):
             self.assertEqual(H.get(self.port, "/fixed").status, 200)
         old = self.serving_supervisor()
-        logf = open(os.path.join(self.lg.dir, "by-hand.log"), "w")
-        p = subprocess.Popen([self.bin, "-c", self.lg.config_path, "--base-id",
-                              str(self.lg.base_id), "--restart-epoch", "1", "--concurrency", "4",
-                              "--drain-time-s", "3"], stdout=logf, stderr=subprocess.STDOUT)
-        H.register_pid(p.pid)
+        p = self.start_by_hand(self.bin, concurrency=4)
         try:
             self.assertTrue(H.wait_until(lambda: not H.alive(old), 20), "epoch 0 did not exit")
 
             def by_hand_log():
-                with open(logf.name) as f:
+                with open(p.log_path) as f:
                     return f.read()
             H.wait_until(lambda: "carried over" in by_hand_log(), 5)
             text = by_hand_log()
@@ -662,12 +669,7 @@ class HotRestartTest(H.LegateTestCase):
             self.assertEqual(self.admin_stat("http.ingress_http.downstream_rq_total"), 21)
             self.assertEqual(self.admin_stat("server.concurrency"), 4)
         finally:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-            logf.close()
+            self.stop_by_hand(p)
 
     def test_stale_instance_is_cleaned_up(self):
         """Every process of an instance SIGKILLed: its segment and runtime

@@ -26,6 +26,14 @@ static void make_keys(size_t n)
     }
 }
 
+/* n hosts with keys, each of weight 1 */
+static void equal_hosts(uint32_t *w, size_t n)
+{
+    make_keys(n);
+    for (size_t i = 0; i < n; i++)
+        w[i] = 1;
+}
+
 static void test_hash_is_xxh64(void **state)
 {
     (void)state;
@@ -168,10 +176,8 @@ static void test_ring_hash_balance_and_stability(void **state)
 {
     (void)state;
     const size_t n = 100;
-    make_keys(n);
     uint32_t w[MAXH];
-    for (size_t i = 0; i < n; i++)
-        w[i] = 1;
+    equal_hosts(w, n);
     struct lb_ring r;
     assert_int_equal(lb_ring_build(&r, keys, w, n, 1024, 8 << 20), 0);
     assert_true(r.size >= 1024 && r.size <= 1024 + n);
@@ -216,10 +222,8 @@ static void test_maglev_balance_and_stability(void **state)
 {
     (void)state;
     const size_t n = 100;
-    make_keys(n);
     uint32_t w[MAXH];
-    for (size_t i = 0; i < n; i++)
-        w[i] = 1;
+    equal_hosts(w, n);
     struct lb_maglev m;
     assert_int_equal(lb_maglev_build(&m, keys, w, n, 65537), 0);
     /* Maglev's bound for equal weights: entries per host differ by at most one */
