@@ -160,6 +160,63 @@ static void load_seccomp(const char *role, const struct sandbox_profile *p)
         log_fatal("sandbox: seccomp_load: %s", strerror(-rc));
 }
 
+/* --- ZeroMQ's threads -------------------------------------------------------------- */
+
+/* ZeroMQ's I/O and reaper threads begin, with every signal blocked, by
+ * reading and setting their scheduling parameters and naming themselves
+ * (sched_getparam, sched_setscheduler, prctl). One that has not got that far
+ * when the filter arrives dies of SIGSYS without a word, since a blocked
+ * SIGSYS cannot reach our handler. Naming itself is the last thing such a
+ * thread does before its poll loop, so wait until every other thread carries
+ * ZeroMQ's name: cheaper than widening every role's filter. */
+static bool thread_is_named_by_zmq(pid_t tid)
+{
+    char path[64], comm[32];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/comm", (int)tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return true; /* gone: nothing to wait for */
+    ssize_t n = read(fd, comm, sizeof(comm) - 1);
+    close(fd);
+    if (n <= 0)
+        return true;
+    comm[n] = '\0';
+    return strncmp(comm, "ZMQbg/", 6) == 0;
+}
+
+static bool other_threads_ready(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (d == NULL)
+        return true; /* no /proc: nothing we can check */
+    pid_t self = gettid();
+    bool ready = true;
+    struct dirent *e;
+    while (ready && (e = readdir(d)) != NULL) {
+        pid_t tid = (pid_t)atoi(e->d_name);
+        if (tid > 0 && tid != self && !thread_is_named_by_zmq(tid))
+            ready = false;
+    }
+    closedir(d);
+    return ready;
+}
+
+static int wait_for_zmq_threads(const char *role)
+{
+    int waited_ms = 0;
+    for (; !other_threads_ready(); waited_ms++) {
+        if (waited_ms == 2000) {
+            log_warn("sandbox: a thread of the %s has not finished starting after 2 s; "
+                     "the filter may kill it",
+                     role);
+            break;
+        }
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    return waited_ms;
+}
+
 /* --- credentials ------------------------------------------------------------------- */
 
 static void keep_only_bind_cap(bool keep)
@@ -197,6 +254,8 @@ void sandbox_enter(const char *role, const struct sandbox_profile *p, const stru
     /* strftime consults the time zone: load it now, while /etc is in reach;
      * glibc then keeps it and does not open the file again. */
     tzset();
+    /* Before the chroot, while /proc is in reach. */
+    int waited_ms = o->relaxed ? 0 : wait_for_zmq_threads(role);
     if (o->drop) {
         keep_only_bind_cap(p->keep_bind_cap);
         if (!o->relaxed) {
@@ -229,9 +288,10 @@ void sandbox_enter(const char *role, const struct sandbox_profile *p, const stru
         log_fatal("sandbox: no_new_privs: %s", strerror(errno));
     if (!o->relaxed)
         load_seccomp(role, p);
-    log_debug("sandbox: %s%s, seccomp %s (%zu calls), bind capability %s", o->drop ? "uid " : "",
-              o->drop ? "dropped" : "unchanged (not started as root)",
-              o->relaxed ? "off (sanitizer build)" : "on", sandbox_profile_size(p),
+    log_debug("sandbox: %s%s, seccomp %s (%zu calls, after %d ms for ZeroMQ's threads), bind "
+              "capability %s",
+              o->drop ? "uid " : "", o->drop ? "dropped" : "unchanged (not started as root)",
+              o->relaxed ? "off (sanitizer build)" : "on", sandbox_profile_size(p), waited_ms,
               p->keep_bind_cap && o->drop ? "kept" : "none");
 }
 
