@@ -44,6 +44,8 @@ struct cfg_route {
     size_t cluster_index;   /* index into cfg->clusters, resolved at load */
     uint64_t timeout_ms;    /* route.timeout; default 15000; 0 disables */
     char *prefix_rewrite;   /* route.prefix_rewrite, or NULL */
+    struct cfg_hash_policy *hash_policy; /* route.hash_policy[] in order */
+    size_t n_hash_policy;
     int direct_status;      /* direct_response.status (100..599) */
     char *direct_body;      /* direct_response.body.inline_string, or NULL */
     size_t direct_body_len; /* its length */
@@ -112,11 +114,106 @@ enum cfg_lb_policy {
     LB_ROUND_ROBIN, /* lb_policy: ROUND_ROBIN (default) */
     LB_LEAST_REQUEST,
     LB_RANDOM,
+    LB_RING_HASH,
+    LB_MAGLEV,
+};
+
+/* lb_endpoints[].health_status, as EDS sends it (config.core.v3.HealthStatus). */
+enum cfg_health_status {
+    HEALTH_STATUS_UNKNOWN, /* default: healthy unless a check says otherwise */
+    HEALTH_STATUS_HEALTHY,
+    HEALTH_STATUS_UNHEALTHY,
+    HEALTH_STATUS_DRAINING,
+    HEALTH_STATUS_TIMEOUT,
+    HEALTH_STATUS_DEGRADED,
 };
 
 struct cfg_endpoint {
-    struct cfg_addr addr; /* lb_endpoints[].endpoint.address.socket_address */
-    uint32_t weight;      /* lb_endpoints[].load_balancing_weight (default 1) */
+    struct cfg_addr addr;                 /* lb_endpoints[].endpoint.address.socket_address */
+    uint32_t weight;                      /* lb_endpoints[].load_balancing_weight (default 1) */
+    uint32_t priority;                    /* its locality's priority (default 0) */
+    enum cfg_health_status health_status; /* lb_endpoints[].health_status */
+};
+
+/* health_checks[]: one active check per cluster (Envoy allows several; legate one). */
+enum cfg_hc_kind {
+    HC_HTTP, /* http_health_check */
+    HC_TCP,  /* tcp_health_check */
+};
+
+struct cfg_header {
+    char *key;
+    char *value;
+};
+
+/* [start, end), as Envoy's type.v3.Int64Range. */
+struct cfg_status_range {
+    uint32_t start;
+    uint32_t end;
+};
+
+struct cfg_health_check {
+    bool enabled;
+    enum cfg_hc_kind kind;
+    uint64_t timeout_ms;                 /* required */
+    uint64_t interval_ms;                /* required */
+    uint64_t interval_jitter_ms;         /* added at random to each interval (default 0) */
+    uint32_t interval_jitter_percent;    /* ... and this percentage of it (default 0) */
+    uint32_t unhealthy_threshold;        /* required */
+    uint32_t healthy_threshold;          /* required */
+    uint64_t no_traffic_interval_ms;     /* a host no request went to: default 60 s */
+    uint64_t unhealthy_interval_ms;      /* an unhealthy host: default interval */
+    uint64_t unhealthy_edge_interval_ms; /* just after turning unhealthy: default unhealthy_interval */
+    uint64_t healthy_edge_interval_ms;   /* just after turning healthy: default interval */
+    /* HC_HTTP */
+    char *path; /* required */
+    char *host; /* default: the cluster's name */
+    struct cfg_status_range *expected_statuses; /* default [200, 201) */
+    size_t n_expected_statuses;
+    struct cfg_header *headers; /* request_headers_to_add */
+    size_t n_headers;
+    /* HC_TCP: bytes sent on connect, and the pieces the answer must contain, in order */
+    uint8_t *send;
+    size_t send_len;
+    uint8_t **receive;
+    size_t *receive_len;
+    size_t n_receive;
+};
+
+/* outlier_detection, with Envoy's defaults. Percentages are 0..100;
+ * success_rate_stdev_factor is in thousandths (1900: 1.9). */
+struct cfg_outlier {
+    bool enabled;
+    uint32_t consecutive_5xx;                  /* 5 */
+    uint32_t consecutive_gateway_failure;      /* 5 */
+    uint32_t consecutive_local_origin_failure; /* 5 */
+    uint64_t interval_ms;                      /* 10 s */
+    uint64_t base_ejection_time_ms;            /* 30 s */
+    uint64_t max_ejection_time_ms;             /* 300 s */
+    uint32_t max_ejection_percent;             /* 10 */
+    uint32_t enforcing_consecutive_5xx;        /* 100 */
+    uint32_t enforcing_consecutive_gateway_failure;      /* 0 */
+    uint32_t enforcing_consecutive_local_origin_failure; /* 100 */
+    uint32_t enforcing_success_rate;                     /* 100 */
+    uint32_t success_rate_minimum_hosts;                 /* 5 */
+    uint32_t success_rate_request_volume;                /* 100 */
+    uint32_t success_rate_stdev_factor;                  /* 1900 */
+    bool split_external_local_origin_errors;             /* false */
+};
+
+/* A route's hash_policy[] entry: what a hashing balancer hashes. */
+enum cfg_hash_kind {
+    HASH_HEADER,          /* header.header_name */
+    HASH_COOKIE,          /* cookie.name (an existing cookie; legate does not set one) */
+    HASH_SOURCE_IP,       /* connection_properties.source_ip: true */
+    HASH_QUERY_PARAMETER, /* query_parameter.name */
+};
+
+struct cfg_hash_policy {
+    enum cfg_hash_kind kind;
+    char *name; /* header (lower-cased), cookie or parameter name */
+    size_t name_len;
+    bool terminal; /* a value found here ends the list */
 };
 
 /* circuit_breakers.thresholds[] with priority DEFAULT (Envoy's defaults: 1024 each, retries 3). */
@@ -136,6 +233,13 @@ struct cfg_cluster {
     struct cfg_endpoint *endpoints; /* flattened over load_assignment.endpoints[].lb_endpoints[] */
     size_t n_endpoints;
     struct cfg_circuit_breakers cb;
+    struct cfg_health_check hc; /* health_checks[0] */
+    struct cfg_outlier outlier;
+    double healthy_panic_threshold; /* common_lb_config.healthy_panic_threshold, percent (50) */
+    uint64_t ring_min_size;         /* ring_hash_lb_config.minimum_ring_size (1024) */
+    uint64_t ring_max_size;         /* ring_hash_lb_config.maximum_ring_size (8M) */
+    uint64_t maglev_table_size;     /* maglev_lb_config.table_size, a prime (65537) */
+    uint32_t max_priority;          /* the highest locality priority used */
     uint64_t idle_timeout_ms; /* pooled connections: typed_extension_protocol_options
                                  HttpProtocolOptions common_http_protocol_options.idle_timeout;
                                  default 3600000 (Envoy's 1 h); 0 disables */
