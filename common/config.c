@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -44,6 +45,9 @@
 #define IDLE_TIMEOUT_DEFAULT_MS 3600000
 #define CONNECT_TIMEOUT_DEFAULT_MS 5000
 #define UPSTREAM_IDLE_TIMEOUT_DEFAULT_MS 3600000 /* Envoy's 1 h */
+#define RING_SIZE_MAX 8388608                    /* Envoy's maximum_ring_size limit */
+#define MAGLEV_SIZE_MAX 5000011                  /* Envoy's table_size limit */
+#define PRIORITY_MAX 15                          /* locality priorities 0..15 */
 
 /* ---- the loader's state ---------------------------------------------------------------- */
 
@@ -77,6 +81,7 @@ struct loader {
     size_t cluster_index;
     struct cfg_route_config *route_config;
     size_t vhost_index;
+    uint32_t locality_priority; /* of the locality being walked */
 };
 
 /* ---- paths, marks and errors --------------------------------------------------------------- */
@@ -1039,6 +1044,145 @@ static int set_route_cluster(struct loader *ld, const yaml_node_t *node, void *s
     return 0;
 }
 
+/* route.hash_policy[]: what RING_HASH and MAGLEV hash. Exactly one kind per entry. */
+struct hash_policy_walk {
+    struct cfg_hash_policy *hp;
+    int kinds; /* how many kinds the entry named */
+};
+
+static int set_hash_name(struct loader *ld, const yaml_node_t *node, struct cfg_hash_policy *hp,
+                         bool lower)
+{
+    if (set_name(ld, node, &hp->name) < 0)
+        return -1;
+    hp->name_len = strlen(hp->name);
+    if (lower)
+        for (char *c = hp->name; *c; c++)
+            *c = (char)tolower((unsigned char)*c);
+    return 0;
+}
+
+static int set_hash_header_name(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    return set_hash_name(ld, node, slot, true);
+}
+
+static int set_hash_plain_name(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    return set_hash_name(ld, node, slot, false);
+}
+
+static const struct schema hash_header_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "header_name", .parse = set_hash_header_name, .required = true}, {0}},
+    .unimplemented = "regex_rewrite",
+};
+
+static const struct schema hash_cookie_schema = {
+    .fields =
+        (const struct field[]){{.name = "name", .parse = set_hash_plain_name, .required = true},
+                               {0}},
+    .unimplemented = "ttl path attributes",
+};
+
+static const struct schema hash_query_schema = {
+    .fields =
+        (const struct field[]){{.name = "name", .parse = set_hash_plain_name, .required = true},
+                               {0}},
+};
+
+static int set_source_ip(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    bool on = false;
+    if (set_bool(ld, node, &on) < 0)
+        return -1;
+    if (!on) {
+        report(ld, node, "source_ip: false hashes nothing; leave the entry out");
+        return -1;
+    }
+    (void)slot;
+    return 0;
+}
+
+static const struct schema hash_connection_schema = {
+    .fields =
+        (const struct field[]){{.name = "source_ip", .parse = set_source_ip, .required = true},
+                               {0}},
+};
+
+static int parse_hash_kind(struct loader *ld, const yaml_node_t *node, struct hash_policy_walk *w,
+                           enum cfg_hash_kind kind, const struct schema *schema)
+{
+    w->hp->kind = kind;
+    w->kinds++;
+    return walk_map(ld, node, schema, w->hp, NULL);
+}
+
+static int parse_hash_header(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    return parse_hash_kind(ld, node, slot, HASH_HEADER, &hash_header_schema);
+}
+
+static int parse_hash_cookie(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    return parse_hash_kind(ld, node, slot, HASH_COOKIE, &hash_cookie_schema);
+}
+
+static int parse_hash_connection(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    return parse_hash_kind(ld, node, slot, HASH_SOURCE_IP, &hash_connection_schema);
+}
+
+static int parse_hash_query(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    return parse_hash_kind(ld, node, slot, HASH_QUERY_PARAMETER, &hash_query_schema);
+}
+
+static int set_hash_terminal(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    struct hash_policy_walk *w = slot;
+    return set_bool(ld, node, &w->hp->terminal);
+}
+
+static const struct schema hash_policy_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "header", .parse = parse_hash_header},
+            {.name = "cookie", .parse = parse_hash_cookie},
+            {.name = "connection_properties", .parse = parse_hash_connection},
+            {.name = "query_parameter", .parse = parse_hash_query},
+            {.name = "terminal", .parse = set_hash_terminal},
+            {0},
+        },
+    .unimplemented = "filter_state",
+};
+
+static int parse_hash_policy(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    struct cfg_route *route = slot;
+    size_t n;
+    if (expect_list(ld, node, &n) < 0)
+        return -1;
+    route->hash_policy = alloc_items(ld, n, sizeof *route->hash_policy);
+    if (n > 0 && !route->hash_policy)
+        return -1;
+    route->n_hash_policy = n;
+    for (size_t i = 0; i < n; i++) {
+        size_t saved = path_push_index(ld, i);
+        const yaml_node_t *item = list_item(ld, node, i);
+        struct hash_policy_walk w = {.hp = &route->hash_policy[i]};
+        size_t before = ld->n_errors;
+        walk_map(ld, item, &hash_policy_schema, &w, NULL);
+        if (ld->n_errors == before && w.kinds != 1)
+            report(ld, item,
+                   "needs exactly one of header, cookie, connection_properties or "
+                   "query_parameter");
+        path_pop(ld, saved);
+    }
+    return 0;
+}
+
 static const struct schema route_action_schema = {
     .fields =
         (const struct field[]){
@@ -1049,6 +1193,7 @@ static const struct schema route_action_schema = {
             {.name = "prefix_rewrite",
              .parse = set_string,
              .offset = offsetof(struct cfg_route, prefix_rewrite)},
+            {.name = "hash_policy", .parse = parse_hash_policy},
             {0},
         },
     .unimplemented = "cluster_header weighted_clusters cluster_specifier_plugin "
@@ -1057,7 +1202,7 @@ static const struct schema route_action_schema = {
                      "auto_host_rewrite host_rewrite_header host_rewrite_path_regex "
                      "append_x_forwarded_host idle_timeout early_data_policy retry_policy "
                      "retry_policy_typed_config request_mirror_policies priority rate_limits "
-                     "include_vh_rate_limits hash_policy cors max_grpc_timeout grpc_timeout_offset "
+                     "include_vh_rate_limits cors max_grpc_timeout grpc_timeout_offset "
                      "upgrade_configs internal_redirect_policy internal_redirect_action "
                      "max_internal_redirects hedge_policy max_stream_duration",
 };
@@ -1647,8 +1792,8 @@ static int set_lb_policy(struct loader *ld, const yaml_node_t *node, void *slot)
         {"ROUND_ROBIN", LB_ROUND_ROBIN, true},
         {"LEAST_REQUEST", LB_LEAST_REQUEST, true},
         {"RANDOM", LB_RANDOM, true},
-        {"RING_HASH", -1, false},
-        {"MAGLEV", -1, false},
+        {"RING_HASH", LB_RING_HASH, true},
+        {"MAGLEV", LB_MAGLEV, true},
         {"CLUSTER_PROVIDED", -1, false},
         {"LOAD_BALANCING_POLICY_CONFIG", -1, false},
         {NULL, 0, false},
@@ -1704,6 +1849,24 @@ static int set_weight(struct loader *ld, const yaml_node_t *node, void *slot)
     return 0;
 }
 
+static int set_health_status(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    static const struct enum_name statuses[] = {
+        {"UNKNOWN", HEALTH_STATUS_UNKNOWN, true},
+        {"HEALTHY", HEALTH_STATUS_HEALTHY, true},
+        {"UNHEALTHY", HEALTH_STATUS_UNHEALTHY, true},
+        {"DRAINING", HEALTH_STATUS_DRAINING, true},
+        {"TIMEOUT", HEALTH_STATUS_TIMEOUT, true},
+        {"DEGRADED", HEALTH_STATUS_DEGRADED, true},
+        {NULL, 0, false},
+    };
+    int v;
+    if (scan_enum(ld, node, statuses, &v) < 0)
+        return -1;
+    *(enum cfg_health_status *)slot = (enum cfg_health_status)v;
+    return 0;
+}
+
 static const struct schema lb_endpoint_schema = {
     .fields =
         (const struct field[]){
@@ -1711,9 +1874,12 @@ static const struct schema lb_endpoint_schema = {
             {.name = "load_balancing_weight",
              .parse = set_weight,
              .offset = offsetof(struct cfg_endpoint, weight)},
+            {.name = "health_status",
+             .parse = set_health_status,
+             .offset = offsetof(struct cfg_endpoint, health_status)},
             {0},
         },
-    .unimplemented = "endpoint_name health_status metadata",
+    .unimplemented = "endpoint_name metadata",
 };
 
 static int set_choice_count(struct loader *ld, const yaml_node_t *node, void *slot)
@@ -1767,25 +1933,56 @@ static int parse_lb_endpoints(struct loader *ld, const yaml_node_t *node, void *
     return 0;
 }
 
+/* A locality's priority, kept aside until its endpoints (in either order) are known. */
+static int set_locality_priority(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    (void)slot;
+    uint64_t v;
+    if (scan_uint(ld, node, 0, PRIORITY_MAX, &v) < 0)
+        return -1;
+    ld->locality_priority = (uint32_t)v;
+    return 0;
+}
+
+/* Which zone a locality is: accepted for Envoy configs, not used by the balancers. */
+static const struct schema locality_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "region", .parse = check_string},
+            {.name = "zone", .parse = check_string},
+            {.name = "sub_zone", .parse = check_string},
+            {0},
+        },
+};
+
 static const struct schema locality_endpoints_schema = {
     .fields =
         (const struct field[]){
             {.name = "lb_endpoints", .parse = parse_lb_endpoints},
+            {.name = "priority", .parse = set_locality_priority},
+            {.name = "locality", .nested = &locality_schema},
             {0},
         },
-    .unimplemented = "locality metadata load_balancing_weight priority proximity "
+    .unimplemented = "metadata load_balancing_weight proximity "
                      "leds_cluster_locality_config load_balancer_endpoints",
 };
 
 static int parse_locality_endpoints(struct loader *ld, const yaml_node_t *node, void *slot)
 {
+    struct cfg_cluster *cluster = slot;
     size_t n;
 
     if (expect_list(ld, node, &n) < 0)
         return -1;
     for (size_t i = 0; i < n; i++) {
         size_t saved = path_push_index(ld, i);
+        size_t first = cluster->n_endpoints;
+        ld->locality_priority = 0;
         walk_map(ld, list_item(ld, node, i), &locality_endpoints_schema, slot, NULL);
+        for (size_t e = first; e < cluster->n_endpoints; e++)
+            cluster->endpoints[e].priority = ld->locality_priority;
+        if (ld->locality_priority > cluster->max_priority)
+            cluster->max_priority = ld->locality_priority;
         path_pop(ld, saved);
     }
     return 0;
@@ -1963,6 +2160,566 @@ static int parse_protocol_options(struct loader *ld, const yaml_node_t *node, vo
     return 0;
 }
 
+/* ---- health checks, outlier detection, load-balancer options -------------------------------- */
+
+/* A percentage Envoy types as UInt32Value with a maximum of 100. */
+static int set_percent_u32(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    uint64_t v;
+    if (scan_uint(ld, node, 0, 100, &v) < 0)
+        return -1;
+    *(uint32_t *)slot = (uint32_t)v;
+    return 0;
+}
+
+/* A threshold Envoy requires to be set and (in practice) at least 1. */
+static int set_count_min1(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    uint64_t v;
+    if (scan_uint(ld, node, 1, UINT32_MAX, &v) < 0)
+        return -1;
+    *(uint32_t *)slot = (uint32_t)v;
+    return 0;
+}
+
+static int set_positive_duration(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    return set_connect_timeout(ld, node, slot); /* a duration above 0s */
+}
+
+/* type.v3.Percent: {value: 0..100}, a double. */
+static int set_percent_value(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    const char *s = expect_scalar(ld, node, "a number");
+    if (!s)
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno != 0 || !(v >= 0.0 && v <= 100.0)) {
+        report(ld, node, "must be a number from 0 to 100, got \"%.60s\"", s);
+        return -1;
+    }
+    *(double *)slot = v;
+    return 0;
+}
+
+static const struct schema percent_schema = {
+    .fields = (const struct field[]){{.name = "value", .parse = set_percent_value}, {0}},
+};
+
+static const struct schema common_lb_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "healthy_panic_threshold",
+             .nested = &percent_schema,
+             .offset = offsetof(struct cfg_cluster, healthy_panic_threshold)},
+            {0},
+        },
+    .unimplemented = "zone_aware_lb_config locality_weighted_lb_config update_merge_window "
+                     "ignore_new_hosts_until_first_hc close_connections_on_host_set_change "
+                     "consistent_hashing_lb_config override_host_status",
+};
+
+static int set_ring_size(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    uint64_t v;
+    if (scan_uint(ld, node, 1, RING_SIZE_MAX, &v) < 0)
+        return -1;
+    *(uint64_t *)slot = v;
+    return 0;
+}
+
+static int set_ring_hash_function(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    static const struct enum_name fns[] = {
+        {"XX_HASH", 0, true},
+        {"MURMUR_HASH_2", 1, true},
+        {NULL, 0, false},
+    };
+    int fn;
+    if (scan_enum(ld, node, fns, &fn) < 0)
+        return -1;
+    *(bool *)slot = fn == 1;
+    return 0;
+}
+
+static const struct schema ring_hash_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "minimum_ring_size",
+             .parse = set_ring_size,
+             .offset = offsetof(struct cfg_cluster, ring_min_size)},
+            {.name = "maximum_ring_size",
+             .parse = set_ring_size,
+             .offset = offsetof(struct cfg_cluster, ring_max_size)},
+            {.name = "hash_function",
+             .parse = set_ring_hash_function,
+             .offset = offsetof(struct cfg_cluster, ring_murmur)},
+            {0},
+        },
+    .unimplemented = "use_hostname_for_hashing hash_balance_factor consistent_hashing_lb_config "
+                     "locality_weighted_lb_config",
+};
+
+static bool is_prime(uint64_t n)
+{
+    if (n < 2)
+        return false;
+    for (uint64_t d = 2; d * d <= n; d++)
+        if (n % d == 0)
+            return false;
+    return true;
+}
+
+/* Maglev's table size must be a prime (Envoy: at most 5000011). */
+static int set_maglev_size(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    uint64_t v;
+    if (scan_uint(ld, node, 2, MAGLEV_SIZE_MAX, &v) < 0)
+        return -1;
+    if (!is_prime(v)) {
+        report(ld, node, "%" PRIu64 " is not a prime (Maglev's table size must be one)", v);
+        return -1;
+    }
+    *(uint64_t *)slot = v;
+    return 0;
+}
+
+static const struct schema maglev_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "table_size",
+             .parse = set_maglev_size,
+             .offset = offsetof(struct cfg_cluster, maglev_table_size)},
+            {0},
+        },
+    .unimplemented = "consistent_hashing_lb_config locality_weighted_lb_config",
+};
+
+/* health_checks[0].http_health_check.request_headers_to_add[]: {header: {key, value}}. */
+static int set_header_key(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    if (set_name(ld, node, slot) < 0)
+        return -1;
+    for (const char *p = *(char **)slot; *p; p++)
+        if (!strchr("!#$%&'*+-.^_`|~", *p) && !isalnum((unsigned char)*p)) {
+            report(ld, node, "is not a valid header name");
+            return -1;
+        }
+    return 0;
+}
+
+static int set_header_value(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    if (set_string(ld, node, slot) < 0)
+        return -1;
+    for (const char *p = *(char **)slot; *p; p++)
+        if (*p == '\r' || *p == '\n') {
+            report(ld, node, "must not contain a line break");
+            return -1;
+        }
+    return 0;
+}
+
+static const struct schema header_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "key",
+             .parse = set_header_key,
+             .offset = offsetof(struct cfg_header, key),
+             .required = true},
+            {.name = "value",
+             .parse = set_header_value,
+             .offset = offsetof(struct cfg_header, value)},
+            {0},
+        },
+    .unimplemented = "raw_value",
+};
+
+static int check_append_action(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    static const struct enum_name actions[] = {
+        {"APPEND_IF_EXISTS_OR_ADD", 0, true},
+        {"ADD_IF_ABSENT", 0, true},
+        {"OVERWRITE_IF_EXISTS_OR_ADD", 0, true},
+        {"OVERWRITE_IF_EXISTS", 0, true},
+        {NULL, 0, false},
+    };
+    int unused;
+    (void)slot; /* a health check request has no headers of its own to append to */
+    return scan_enum(ld, node, actions, &unused);
+}
+
+static const struct schema header_option_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "header", .nested = &header_schema, .required = true},
+            {.name = "append", .parse = set_bool, .offset = 0},
+            {.name = "append_action", .parse = check_append_action},
+            {.name = "keep_empty_value", .parse = set_bool, .offset = 0},
+            {0},
+        },
+};
+
+static int parse_hc_headers(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    struct cfg_health_check *hc = slot;
+    size_t n;
+    if (expect_list(ld, node, &n) < 0)
+        return -1;
+    hc->headers = alloc_items(ld, n, sizeof *hc->headers);
+    if (n > 0 && !hc->headers)
+        return -1;
+    hc->n_headers = n;
+    for (size_t i = 0; i < n; i++) {
+        size_t saved = path_push_index(ld, i);
+        /* `append` and `keep_empty_value` change nothing in a request of our own. */
+        bool ignored;
+        const yaml_node_t *item = list_item(ld, node, i);
+        if (item->type == YAML_MAPPING_NODE) {
+            yaml_node_t *h = map_get(ld, item, "header");
+            if (h != NULL) {
+                size_t in = path_push_field(ld, "header");
+                walk_map(ld, h, &header_schema, &hc->headers[i], NULL);
+                path_pop(ld, in);
+            } else {
+                report_missing(ld, item, "header");
+            }
+            for (yaml_node_pair_t *p = item->data.mapping.pairs.start;
+                 p < item->data.mapping.pairs.top; p++) {
+                yaml_node_t *key = yaml_document_get_node(ld->doc, p->key);
+                yaml_node_t *value = yaml_document_get_node(ld->doc, p->value);
+                const char *name = key->type == YAML_SCALAR_NODE ? scalar_text(key) : "";
+                size_t in = path_push_field(ld, name);
+                if (!strcmp(name, "append") || !strcmp(name, "keep_empty_value"))
+                    set_bool(ld, value, &ignored);
+                else if (!strcmp(name, "append_action"))
+                    check_append_action(ld, value, NULL);
+                else if (strcmp(name, "header") != 0)
+                    report_unknown(ld, key, &header_option_schema, name);
+                path_pop(ld, in);
+            }
+        } else {
+            report_type(ld, item, "a map");
+        }
+        path_pop(ld, saved);
+    }
+    return 0;
+}
+
+/* expected_statuses[]: {start, end}, [start, end) within 100..600. */
+static const struct schema int64_range_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "start",
+             .parse = set_u32,
+             .offset = offsetof(struct cfg_status_range, start),
+             .required = true},
+            {.name = "end",
+             .parse = set_u32,
+             .offset = offsetof(struct cfg_status_range, end),
+             .required = true},
+            {0},
+        },
+};
+
+static int parse_expected_statuses(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    struct cfg_health_check *hc = slot;
+    size_t n;
+    if (expect_list(ld, node, &n) < 0)
+        return -1;
+    hc->expected_statuses = alloc_items(ld, n, sizeof *hc->expected_statuses);
+    if (n > 0 && !hc->expected_statuses)
+        return -1;
+    hc->n_expected_statuses = n;
+    for (size_t i = 0; i < n; i++) {
+        size_t saved = path_push_index(ld, i);
+        const yaml_node_t *item = list_item(ld, node, i);
+        struct cfg_status_range *r = &hc->expected_statuses[i];
+        size_t before = ld->n_errors;
+        walk_map(ld, item, &int64_range_schema, r, NULL);
+        if (ld->n_errors == before && (r->start < 100 || r->end > 600 || r->start >= r->end))
+            report(ld, item, "must be a range [start, end) of statuses within 100 to 600");
+        path_pop(ld, saved);
+    }
+    return 0;
+}
+
+static const struct schema http_hc_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "path",
+             .parse = set_name,
+             .offset = offsetof(struct cfg_health_check, path),
+             .required = true},
+            {.name = "host", .parse = set_name, .offset = offsetof(struct cfg_health_check, host)},
+            {.name = "request_headers_to_add", .parse = parse_hc_headers},
+            {.name = "expected_statuses", .parse = parse_expected_statuses},
+            {0},
+        },
+    .unimplemented = "send receive response_buffer_size request_headers_to_remove "
+                     "retriable_statuses codec_client_type service_name_matcher method",
+};
+
+/* A Payload: {text: "<hex>"}. Bytes are appended to `out`. */
+static int load_payload(struct loader *ld, const yaml_node_t *node, uint8_t **out, size_t *len)
+{
+    if (node->type != YAML_MAPPING_NODE) {
+        report_type(ld, node, "a map with text");
+        return -1;
+    }
+    yaml_node_t *text = NULL;
+    for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *key = yaml_document_get_node(ld->doc, p->key);
+        const char *name = key->type == YAML_SCALAR_NODE ? scalar_text(key) : "";
+        if (!strcmp(name, "text"))
+            text = yaml_document_get_node(ld->doc, p->value);
+        else if (!strcmp(name, "binary"))
+            report(ld, key, "not implemented by legate (write the bytes as hex in text)");
+        else
+            report(ld, key, "unknown field");
+    }
+    if (text == NULL) {
+        report_missing(ld, node, "text");
+        return -1;
+    }
+    size_t saved = path_push_field(ld, "text");
+    const char *hex = expect_scalar(ld, text, "a hex string");
+    size_t n = hex ? strlen(hex) : 0;
+    if (hex && (n == 0 || n % 2 != 0 || strspn(hex, "0123456789abcdefABCDEF") != n))
+        report(ld, text, "must be a non-empty string of hex digit pairs");
+    path_pop(ld, saved);
+    if (!hex || n == 0 || n % 2 != 0 || strspn(hex, "0123456789abcdefABCDEF") != n)
+        return -1;
+    uint8_t *bytes = malloc(n / 2);
+    if (!bytes) {
+        ld->oom = true;
+        return -1;
+    }
+    for (size_t i = 0; i < n / 2; i++) {
+        char pair[3] = {hex[2 * i], hex[2 * i + 1], '\0'};
+        bytes[i] = (uint8_t)strtoul(pair, NULL, 16);
+    }
+    *out = bytes;
+    *len = n / 2;
+    return 0;
+}
+
+static int parse_tcp_send(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    struct cfg_health_check *hc = slot;
+    return load_payload(ld, node, &hc->send, &hc->send_len);
+}
+
+static int parse_tcp_receive(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    struct cfg_health_check *hc = slot;
+    size_t n;
+    if (expect_list(ld, node, &n) < 0)
+        return -1;
+    hc->receive = alloc_items(ld, n, sizeof *hc->receive);
+    hc->receive_len = alloc_items(ld, n, sizeof *hc->receive_len);
+    if (n > 0 && (!hc->receive || !hc->receive_len))
+        return -1;
+    hc->n_receive = n;
+    for (size_t i = 0; i < n; i++) {
+        size_t saved = path_push_index(ld, i);
+        load_payload(ld, list_item(ld, node, i), &hc->receive[i], &hc->receive_len[i]);
+        path_pop(ld, saved);
+    }
+    return 0;
+}
+
+static const struct schema tcp_hc_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "send", .parse = parse_tcp_send},
+            {.name = "receive", .parse = parse_tcp_receive},
+            {0},
+        },
+    .unimplemented = "proxy_protocol_config",
+};
+
+static int parse_http_hc(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    struct cfg_health_check *hc = slot;
+    hc->kind = HC_HTTP;
+    return walk_map(ld, node, &http_hc_schema, hc, NULL);
+}
+
+static int parse_tcp_hc(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    struct cfg_health_check *hc = slot;
+    hc->kind = HC_TCP;
+    return walk_map(ld, node, &tcp_hc_schema, hc, NULL);
+}
+
+static const struct schema health_check_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "timeout",
+             .parse = set_positive_duration,
+             .offset = offsetof(struct cfg_health_check, timeout_ms),
+             .required = true},
+            {.name = "interval",
+             .parse = set_positive_duration,
+             .offset = offsetof(struct cfg_health_check, interval_ms),
+             .required = true},
+            {.name = "interval_jitter",
+             .parse = set_duration,
+             .offset = offsetof(struct cfg_health_check, interval_jitter_ms)},
+            {.name = "interval_jitter_percent",
+             .parse = set_percent_u32,
+             .offset = offsetof(struct cfg_health_check, interval_jitter_percent)},
+            {.name = "unhealthy_threshold",
+             .parse = set_count_min1,
+             .offset = offsetof(struct cfg_health_check, unhealthy_threshold),
+             .required = true},
+            {.name = "healthy_threshold",
+             .parse = set_count_min1,
+             .offset = offsetof(struct cfg_health_check, healthy_threshold),
+             .required = true},
+            {.name = "no_traffic_interval",
+             .parse = set_positive_duration,
+             .offset = offsetof(struct cfg_health_check, no_traffic_interval_ms)},
+            {.name = "unhealthy_interval",
+             .parse = set_positive_duration,
+             .offset = offsetof(struct cfg_health_check, unhealthy_interval_ms)},
+            {.name = "unhealthy_edge_interval",
+             .parse = set_positive_duration,
+             .offset = offsetof(struct cfg_health_check, unhealthy_edge_interval_ms)},
+            {.name = "healthy_edge_interval",
+             .parse = set_positive_duration,
+             .offset = offsetof(struct cfg_health_check, healthy_edge_interval_ms)},
+            {.name = "reuse_connection",
+             .parse = set_bool,
+             .offset = offsetof(struct cfg_health_check, reuse_connection)},
+            {.name = "http_health_check", .parse = parse_http_hc},
+            {.name = "tcp_health_check", .parse = parse_tcp_hc},
+            {0},
+        },
+    .unimplemented = "initial_jitter alt_port grpc_health_check custom_health_check "
+                     "no_traffic_healthy_interval event_log_path event_logger "
+                     "always_log_health_check_failures always_log_health_check_success "
+                     "tls_options transport_socket_match_criteria",
+};
+
+static int parse_health_checks(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    struct cfg_cluster *cluster = slot;
+    size_t n;
+    if (expect_list(ld, node, &n) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        size_t saved = path_push_index(ld, i);
+        const yaml_node_t *item = list_item(ld, node, i);
+        if (i > 0) {
+            report(ld, item, "legate runs one health check per cluster");
+        } else {
+            struct cfg_health_check *hc = &cluster->hc;
+            hc->enabled = true;
+            hc->reuse_connection = true;
+            uint32_t present;
+            if (walk_map(ld, item, &health_check_schema, hc, &present) == 0) {
+                bool http = has_field(&health_check_schema, present, "http_health_check");
+                bool tcp = has_field(&health_check_schema, present, "tcp_health_check");
+                if (http == tcp)
+                    report(ld, item, "needs exactly one of http_health_check or tcp_health_check");
+            }
+        }
+        path_pop(ld, saved);
+    }
+    return 0;
+}
+
+static const struct schema outlier_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "consecutive_5xx",
+             .parse = set_u32,
+             .offset = offsetof(struct cfg_outlier, consecutive_5xx)},
+            {.name = "consecutive_gateway_failure",
+             .parse = set_u32,
+             .offset = offsetof(struct cfg_outlier, consecutive_gateway_failure)},
+            {.name = "consecutive_local_origin_failure",
+             .parse = set_u32,
+             .offset = offsetof(struct cfg_outlier, consecutive_local_origin_failure)},
+            {.name = "interval",
+             .parse = set_positive_duration,
+             .offset = offsetof(struct cfg_outlier, interval_ms)},
+            {.name = "base_ejection_time",
+             .parse = set_positive_duration,
+             .offset = offsetof(struct cfg_outlier, base_ejection_time_ms)},
+            {.name = "max_ejection_time",
+             .parse = set_positive_duration,
+             .offset = offsetof(struct cfg_outlier, max_ejection_time_ms)},
+            {.name = "max_ejection_percent",
+             .parse = set_percent_u32,
+             .offset = offsetof(struct cfg_outlier, max_ejection_percent)},
+            {.name = "enforcing_consecutive_5xx",
+             .parse = set_percent_u32,
+             .offset = offsetof(struct cfg_outlier, enforcing_consecutive_5xx)},
+            {.name = "enforcing_consecutive_gateway_failure",
+             .parse = set_percent_u32,
+             .offset = offsetof(struct cfg_outlier, enforcing_consecutive_gateway_failure)},
+            {.name = "enforcing_consecutive_local_origin_failure",
+             .parse = set_percent_u32,
+             .offset = offsetof(struct cfg_outlier, enforcing_consecutive_local_origin_failure)},
+            {.name = "enforcing_success_rate",
+             .parse = set_percent_u32,
+             .offset = offsetof(struct cfg_outlier, enforcing_success_rate)},
+            {.name = "success_rate_minimum_hosts",
+             .parse = set_u32,
+             .offset = offsetof(struct cfg_outlier, success_rate_minimum_hosts)},
+            {.name = "success_rate_request_volume",
+             .parse = set_u32,
+             .offset = offsetof(struct cfg_outlier, success_rate_request_volume)},
+            {.name = "success_rate_stdev_factor",
+             .parse = set_u32,
+             .offset = offsetof(struct cfg_outlier, success_rate_stdev_factor)},
+            {.name = "split_external_local_origin_errors",
+             .parse = set_bool,
+             .offset = offsetof(struct cfg_outlier, split_external_local_origin_errors)},
+            {0},
+        },
+    .unimplemented = "enforcing_local_origin_success_rate failure_percentage_threshold "
+                     "enforcing_failure_percentage enforcing_failure_percentage_local_origin "
+                     "failure_percentage_minimum_hosts failure_percentage_request_volume "
+                     "max_ejection_time_jitter successful_active_health_check_uneject_host "
+                     "monitors always_eject_one_host detector_type",
+};
+
+static void set_outlier_defaults(struct cfg_outlier *od)
+{
+    *od = (struct cfg_outlier){
+        .consecutive_5xx = 5,
+        .consecutive_gateway_failure = 5,
+        .consecutive_local_origin_failure = 5,
+        .interval_ms = 10000,
+        .base_ejection_time_ms = 30000,
+        .max_ejection_time_ms = 300000,
+        .max_ejection_percent = 10,
+        .enforcing_consecutive_5xx = 100,
+        .enforcing_consecutive_gateway_failure = 0,
+        .enforcing_consecutive_local_origin_failure = 100,
+        .enforcing_success_rate = 100,
+        .success_rate_minimum_hosts = 5,
+        .success_rate_request_volume = 100,
+        .success_rate_stdev_factor = 1900,
+    };
+}
+
+static int parse_outlier(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    struct cfg_cluster *cluster = slot;
+    set_outlier_defaults(&cluster->outlier);
+    cluster->outlier.enabled = true;
+    return walk_map(ld, node, &outlier_schema, &cluster->outlier, NULL);
+}
+
 static const struct schema cluster_schema = {
     .fields =
         (const struct field[]){
@@ -1980,17 +2737,22 @@ static const struct schema cluster_schema = {
             {.name = "load_assignment", .nested = &load_assignment_schema},
             {.name = "circuit_breakers", .nested = &circuit_breakers_schema},
             {.name = "typed_extension_protocol_options", .parse = parse_protocol_options},
+            {.name = "health_checks", .parse = parse_health_checks},
+            {.name = "outlier_detection", .parse = parse_outlier},
+            {.name = "common_lb_config", .nested = &common_lb_schema},
+            {.name = "ring_hash_lb_config", .nested = &ring_hash_schema},
+            {.name = "maglev_lb_config", .nested = &maglev_schema},
             {0},
         },
     .unimplemented = "transport_socket_matches alt_stat_name cluster_type eds_cluster_config "
-                     "per_connection_buffer_limit_bytes health_checks max_requests_per_connection "
+                     "per_connection_buffer_limit_bytes max_requests_per_connection "
                      "dns_refresh_rate dns_jitter "
                      "dns_failure_refresh_rate respect_dns_ttl dns_lookup_family dns_resolvers "
                      "use_tcp_for_dns_lookups dns_resolution_config typed_dns_resolver_config "
-                     "wait_for_warm_on_init outlier_detection cleanup_interval "
-                     "upstream_bind_config lb_subset_config ring_hash_lb_config maglev_lb_config "
+                     "wait_for_warm_on_init cleanup_interval "
+                     "upstream_bind_config lb_subset_config "
                      "original_dst_lb_config round_robin_lb_config "
-                     "common_lb_config transport_socket metadata protocol_selection "
+                     "transport_socket metadata protocol_selection "
                      "upstream_connection_options close_connections_on_host_health_failure "
                      "ignore_health_on_host_removal filters load_balancing_policy lrs_server "
                      "lrs_report_endpoint_metrics track_timeout_budgets upstream_config "
@@ -2022,9 +2784,19 @@ static int parse_clusters(struct loader *ld, const yaml_node_t *node, void *slot
         cluster->connect_timeout_ms = CONNECT_TIMEOUT_DEFAULT_MS;
         cluster->idle_timeout_ms = UPSTREAM_IDLE_TIMEOUT_DEFAULT_MS;
         set_default_limits(&cluster->cb);
+        set_outlier_defaults(&cluster->outlier);
+        cluster->healthy_panic_threshold = 50.0;
+        cluster->ring_min_size = 1024;
+        cluster->ring_max_size = RING_SIZE_MAX;
+        cluster->maglev_table_size = 65537;
         cluster->mark = mark_of(item);
         ld->cluster_index = i;
-        walk_map(ld, item, &cluster_schema, cluster, NULL);
+        if (walk_map(ld, item, &cluster_schema, cluster, NULL) == 0 &&
+            cluster->ring_min_size > cluster->ring_max_size)
+            report(ld, item,
+                   "ring_hash_lb_config: minimum_ring_size %" PRIu64
+                   " is above maximum_ring_size %" PRIu64,
+                   cluster->ring_min_size, cluster->ring_max_size);
         path_pop(ld, saved);
     }
     return 0;
@@ -2416,6 +3188,9 @@ static void free_route_config(struct cfg_route_config *rc)
             free(route->cluster);
             free(route->prefix_rewrite);
             free(route->direct_body);
+            for (size_t h = 0; h < route->n_hash_policy; h++)
+                free(route->hash_policy[h].name);
+            free(route->hash_policy);
         }
         free(vh->name);
         free(vh->domains);
@@ -2449,6 +3224,20 @@ void config_free(struct config *cfg)
         for (size_t j = 0; j < cluster->n_endpoints; j++)
             free(cluster->endpoints[j].addr.address);
         free(cluster->endpoints);
+        struct cfg_health_check *hc = &cluster->hc;
+        free(hc->path);
+        free(hc->host);
+        free(hc->expected_statuses);
+        for (size_t j = 0; j < hc->n_headers; j++) {
+            free(hc->headers[j].key);
+            free(hc->headers[j].value);
+        }
+        free(hc->headers);
+        free(hc->send);
+        for (size_t j = 0; j < hc->n_receive; j++)
+            free(hc->receive[j]);
+        free(hc->receive);
+        free(hc->receive_len);
     }
     free(cfg->clusters);
     free(cfg->admin.addr.address);

@@ -40,10 +40,10 @@ struct cfg_route {
     char *match_value;          /* the prefix or exact path */
     size_t match_len;           /* strlen(match_value) */
     enum cfg_route_action action;
-    char *cluster;          /* ROUTE_ACTION_CLUSTER: the cluster's name */
-    size_t cluster_index;   /* index into cfg->clusters, resolved at load */
-    uint64_t timeout_ms;    /* route.timeout; default 15000; 0 disables */
-    char *prefix_rewrite;   /* route.prefix_rewrite, or NULL */
+    char *cluster;                       /* ROUTE_ACTION_CLUSTER: the cluster's name */
+    size_t cluster_index;                /* index into cfg->clusters, resolved at load */
+    uint64_t timeout_ms;                 /* route.timeout; default 15000; 0 disables */
+    char *prefix_rewrite;                /* route.prefix_rewrite, or NULL */
     struct cfg_hash_policy *hash_policy; /* route.hash_policy[] in order */
     size_t n_hash_policy;
     int direct_status;      /* direct_response.status (100..599) */
@@ -155,19 +155,21 @@ struct cfg_status_range {
 struct cfg_health_check {
     bool enabled;
     enum cfg_hc_kind kind;
-    uint64_t timeout_ms;                 /* required */
-    uint64_t interval_ms;                /* required */
-    uint64_t interval_jitter_ms;         /* added at random to each interval (default 0) */
-    uint32_t interval_jitter_percent;    /* ... and this percentage of it (default 0) */
-    uint32_t unhealthy_threshold;        /* required */
-    uint32_t healthy_threshold;          /* required */
-    uint64_t no_traffic_interval_ms;     /* a host no request went to: default 60 s */
-    uint64_t unhealthy_interval_ms;      /* an unhealthy host: default interval */
-    uint64_t unhealthy_edge_interval_ms; /* just after turning unhealthy: default unhealthy_interval */
-    uint64_t healthy_edge_interval_ms;   /* just after turning healthy: default interval */
+    uint64_t timeout_ms;              /* required */
+    uint64_t interval_ms;             /* required */
+    uint64_t interval_jitter_ms;      /* added at random to each interval (default 0) */
+    uint32_t interval_jitter_percent; /* ... and this percentage of it (default 0) */
+    uint32_t unhealthy_threshold;     /* required */
+    uint32_t healthy_threshold;       /* required */
+    uint64_t no_traffic_interval_ms;  /* a host no request went to: default 60 s */
+    uint64_t unhealthy_interval_ms;   /* an unhealthy host: default interval */
+    uint64_t
+        unhealthy_edge_interval_ms; /* just after turning unhealthy: default unhealthy_interval */
+    uint64_t healthy_edge_interval_ms; /* just after turning healthy: default interval */
+    bool reuse_connection;             /* keep the connection between checks (default true) */
     /* HC_HTTP */
-    char *path; /* required */
-    char *host; /* default: the cluster's name */
+    char *path;                                 /* required */
+    char *host;                                 /* default: the cluster's name */
     struct cfg_status_range *expected_statuses; /* default [200, 201) */
     size_t n_expected_statuses;
     struct cfg_header *headers; /* request_headers_to_add */
@@ -184,14 +186,14 @@ struct cfg_health_check {
  * success_rate_stdev_factor is in thousandths (1900: 1.9). */
 struct cfg_outlier {
     bool enabled;
-    uint32_t consecutive_5xx;                  /* 5 */
-    uint32_t consecutive_gateway_failure;      /* 5 */
-    uint32_t consecutive_local_origin_failure; /* 5 */
-    uint64_t interval_ms;                      /* 10 s */
-    uint64_t base_ejection_time_ms;            /* 30 s */
-    uint64_t max_ejection_time_ms;             /* 300 s */
-    uint32_t max_ejection_percent;             /* 10 */
-    uint32_t enforcing_consecutive_5xx;        /* 100 */
+    uint32_t consecutive_5xx;                            /* 5 */
+    uint32_t consecutive_gateway_failure;                /* 5 */
+    uint32_t consecutive_local_origin_failure;           /* 5 */
+    uint64_t interval_ms;                                /* 10 s */
+    uint64_t base_ejection_time_ms;                      /* 30 s */
+    uint64_t max_ejection_time_ms;                       /* 300 s */
+    uint32_t max_ejection_percent;                       /* 10 */
+    uint32_t enforcing_consecutive_5xx;                  /* 100 */
     uint32_t enforcing_consecutive_gateway_failure;      /* 0 */
     uint32_t enforcing_consecutive_local_origin_failure; /* 100 */
     uint32_t enforcing_success_rate;                     /* 100 */
@@ -238,11 +240,12 @@ struct cfg_cluster {
     double healthy_panic_threshold; /* common_lb_config.healthy_panic_threshold, percent (50) */
     uint64_t ring_min_size;         /* ring_hash_lb_config.minimum_ring_size (1024) */
     uint64_t ring_max_size;         /* ring_hash_lb_config.maximum_ring_size (8M) */
+    bool ring_murmur;               /* ring_hash_lb_config.hash_function MURMUR_HASH_2 */
     uint64_t maglev_table_size;     /* maglev_lb_config.table_size, a prime (65537) */
     uint32_t max_priority;          /* the highest locality priority used */
-    uint64_t idle_timeout_ms; /* pooled connections: typed_extension_protocol_options
-                                 HttpProtocolOptions common_http_protocol_options.idle_timeout;
-                                 default 3600000 (Envoy's 1 h); 0 disables */
+    uint64_t idle_timeout_ms;       /* pooled connections: typed_extension_protocol_options
+                                       HttpProtocolOptions common_http_protocol_options.idle_timeout;
+                                       default 3600000 (Envoy's 1 h); 0 disables */
     struct cfg_mark mark;
 };
 

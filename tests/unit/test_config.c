@@ -555,11 +555,192 @@ static void test_not_implemented_field(void **state)
                  14, 23, "typed_config.codec_type: HTTP2 is not implemented by legate yet");
     expect_error(CONFIG("    type: STRICT_DNS\n", "", ""), 11, 11,
                  "static_resources.clusters[0].type: STRICT_DNS is not implemented by legate yet");
-    expect_error(CONFIG("    lb_policy: MAGLEV\n", "", ""), 11, 16,
-                 "clusters[0].lb_policy: MAGLEV is not implemented by legate yet");
+    expect_error(CONFIG("    lb_policy: CLUSTER_PROVIDED\n", "", ""), 11, 16,
+                 "clusters[0].lb_policy: CLUSTER_PROVIDED is not implemented by legate yet");
     expect_error(
         CONFIG("    circuit_breakers:\n      thresholds:\n      - priority: HIGH\n", "", ""), 13,
         19, "clusters[0].circuit_breakers.thresholds[0].priority: HIGH is not implemented");
+}
+
+/* health_checks, outlier_detection, priorities and the hashing balancers. */
+static void test_health_and_balancing_options(void **state)
+{
+    (void)state;
+    struct config cfg;
+    load_ok(
+        CONFIG(
+            "    lb_policy: MAGLEV\n"
+            "    maglev_lb_config: {table_size: 131}\n"
+            "    common_lb_config: {healthy_panic_threshold: {value: 25.5}}\n"
+            "    health_checks:\n"
+            "    - timeout: 1s\n"
+            "      interval: 0.5s\n"
+            "      interval_jitter: 0.1s\n"
+            "      unhealthy_threshold: 3\n"
+            "      healthy_threshold: 2\n"
+            "      http_health_check:\n"
+            "        path: /healthz\n"
+            "        host: health.local\n"
+            "        expected_statuses: [{start: 200, end: 300}]\n"
+            "        request_headers_to_add:\n"
+            "        - header: {key: x-hc, value: legate}\n"
+            "          append_action: OVERWRITE_IF_EXISTS_OR_ADD\n"
+            "    outlier_detection:\n"
+            "      consecutive_5xx: 3\n"
+            "      interval: 1s\n"
+            "      base_ejection_time: 2s\n"
+            "      max_ejection_percent: 50\n"
+            "  - name: d\n"
+            "    lb_policy: RING_HASH\n"
+            "    ring_hash_lb_config: {minimum_ring_size: 64, maximum_ring_size: 4096,\n"
+            "                          hash_function: MURMUR_HASH_2}\n"
+            "    health_checks:\n"
+            "    - timeout: 1s\n"
+            "      interval: 1s\n"
+            "      unhealthy_threshold: 1\n"
+            "      healthy_threshold: 1\n"
+            "      tcp_health_check: {send: {text: \"50494e47\"}, receive: [{text: "
+            "\"504f4e47\"}]}\n"
+            "    load_assignment:\n"
+            "      cluster_name: d\n"
+            "      endpoints:\n"
+            "      - priority: 0\n"
+            "        lb_endpoints:\n"
+            "        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}\n"
+            "          health_status: DRAINING\n"
+            "      - lb_endpoints:\n"
+            "        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 2}}}\n"
+            "        priority: 1\n",
+            "",
+            "              - match: {prefix: /}\n"
+            "                route:\n"
+            "                  cluster: d\n"
+            "                  hash_policy:\n"
+            "                  - header: {header_name: X-User}\n"
+            "                    terminal: true\n"
+            "                  - cookie: {name: session}\n"
+            "                  - connection_properties: {source_ip: true}\n"
+            "                  - query_parameter: {name: u}\n"),
+        &cfg);
+    const struct cfg_cluster *c = &cfg.clusters[0];
+    assert_int_equal(c->lb_policy, LB_MAGLEV);
+    assert_int_equal(c->maglev_table_size, 131);
+    assert_true(c->healthy_panic_threshold > 25.4 && c->healthy_panic_threshold < 25.6);
+    assert_true(c->hc.enabled);
+    assert_int_equal(c->hc.kind, HC_HTTP);
+    assert_int_equal(c->hc.timeout_ms, 1000);
+    assert_int_equal(c->hc.interval_ms, 500);
+    assert_int_equal(c->hc.interval_jitter_ms, 100);
+    assert_int_equal(c->hc.unhealthy_threshold, 3);
+    assert_int_equal(c->hc.healthy_threshold, 2);
+    assert_true(c->hc.reuse_connection);
+    assert_string_equal(c->hc.path, "/healthz");
+    assert_string_equal(c->hc.host, "health.local");
+    assert_int_equal(c->hc.n_expected_statuses, 1);
+    assert_int_equal(c->hc.expected_statuses[0].start, 200);
+    assert_int_equal(c->hc.expected_statuses[0].end, 300);
+    assert_int_equal(c->hc.n_headers, 1);
+    assert_string_equal(c->hc.headers[0].key, "x-hc");
+    assert_string_equal(c->hc.headers[0].value, "legate");
+    assert_true(c->outlier.enabled);
+    assert_int_equal(c->outlier.consecutive_5xx, 3);
+    assert_int_equal(c->outlier.consecutive_gateway_failure, 5); /* Envoy's defaults stay */
+    assert_int_equal(c->outlier.enforcing_consecutive_gateway_failure, 0);
+    assert_int_equal(c->outlier.interval_ms, 1000);
+    assert_int_equal(c->outlier.base_ejection_time_ms, 2000);
+    assert_int_equal(c->outlier.max_ejection_time_ms, 300000);
+    assert_int_equal(c->outlier.max_ejection_percent, 50);
+    assert_int_equal(c->outlier.success_rate_stdev_factor, 1900);
+
+    const struct cfg_cluster *d = &cfg.clusters[1];
+    assert_int_equal(d->lb_policy, LB_RING_HASH);
+    assert_int_equal(d->ring_min_size, 64);
+    assert_int_equal(d->ring_max_size, 4096);
+    assert_true(d->ring_murmur);
+    assert_false(d->outlier.enabled);
+    assert_true(d->healthy_panic_threshold > 49.9 && d->healthy_panic_threshold < 50.1);
+    assert_int_equal(d->hc.kind, HC_TCP);
+    assert_int_equal(d->hc.send_len, 4);
+    assert_memory_equal(d->hc.send, "PING", 4);
+    assert_int_equal(d->hc.n_receive, 1);
+    assert_int_equal(d->hc.receive_len[0], 4);
+    assert_memory_equal(d->hc.receive[0], "PONG", 4);
+    assert_int_equal(d->n_endpoints, 2);
+    assert_int_equal(d->endpoints[0].priority, 0);
+    assert_int_equal(d->endpoints[0].health_status, HEALTH_STATUS_DRAINING);
+    assert_int_equal(d->endpoints[1].priority, 1); /* priority written after lb_endpoints */
+    assert_int_equal(d->max_priority, 1);
+
+    const struct cfg_route *r = &cfg.listeners[0].hcm.routes.vhosts[0].routes[0];
+    assert_int_equal(r->n_hash_policy, 4);
+    assert_int_equal(r->hash_policy[0].kind, HASH_HEADER);
+    assert_string_equal(r->hash_policy[0].name, "x-user"); /* lower-cased */
+    assert_true(r->hash_policy[0].terminal);
+    assert_int_equal(r->hash_policy[1].kind, HASH_COOKIE);
+    assert_string_equal(r->hash_policy[1].name, "session");
+    assert_int_equal(r->hash_policy[2].kind, HASH_SOURCE_IP);
+    assert_int_equal(r->hash_policy[3].kind, HASH_QUERY_PARAMETER);
+    assert_string_equal(r->hash_policy[3].name, "u");
+    config_free(&cfg);
+}
+
+#define HC(fields)                                                                                 \
+    CONFIG("    health_checks:\n"                                                                  \
+           "    - timeout: 1s\n"                                                                   \
+           "      interval: 1s\n"                                                                  \
+           "      unhealthy_threshold: 2\n"                                                        \
+           "      healthy_threshold: 2\n" fields,                                                  \
+           "", "")
+
+static void test_health_and_balancing_errors(void **state)
+{
+    (void)state;
+    expect_error(CONFIG("    maglev_lb_config: {table_size: 65536}\n", "", ""), 11, 36,
+                 "table_size: 65536 is not a prime");
+    expect_error(
+        CONFIG("    ring_hash_lb_config: {minimum_ring_size: 10, maximum_ring_size: 5}\n", "", ""),
+        3, 5, "minimum_ring_size 10 is above maximum_ring_size 5");
+    expect_error(CONFIG("    common_lb_config: {healthy_panic_threshold: {value: 101}}\n", "", ""),
+                 11, 57, "must be a number from 0 to 100");
+    expect_error(HC(""), 12, 7, "needs exactly one of http_health_check or tcp_health_check");
+    expect_error(HC("      http_health_check: {path: /h}\n      tcp_health_check: {}\n"), 12, 7,
+                 "needs exactly one of");
+    expect_error(HC("      http_health_check: {}\n"), 16, 26, "path: required field is missing");
+    expect_error(HC("      http_health_check: {path: /h, expected_statuses: [{start: 300, end: "
+                    "200}]}\n"),
+                 16, 57, "must be a range [start, end)");
+    expect_error(HC("      tcp_health_check: {send: {text: \"abc\"}}\n"), 16, 39,
+                 "hex digit pairs");
+    expect_error(
+        CONFIG("    health_checks:\n    - {timeout: 1s, interval: 1s, healthy_threshold: 1,\n"
+               "       unhealthy_threshold: 0, tcp_health_check: {}}\n",
+               "", ""),
+        13, 29, "out of range");
+    expect_error(HC("      grpc_health_check: {}\n      tcp_health_check: {}\n"), 16, 7,
+                 "grpc_health_check: not implemented by legate");
+    expect_error(CONFIG("    health_checks:\n    - interval: 1s\n      unhealthy_threshold: 1\n"
+                        "      healthy_threshold: 1\n      tcp_health_check: {}\n",
+                        "", ""),
+                 12, 7, "timeout: required field is missing");
+    expect_error(CONFIG("    outlier_detection: {max_ejection_percent: 101}\n", "", ""), 11, 47,
+                 "out of range (0-100)");
+    expect_error(CONFIG("    outlier_detection: {failure_percentage_threshold: 85}\n", "", ""), 11,
+                 25, "failure_percentage_threshold: not implemented by legate");
+    expect_error(CONFIG("", "",
+                        "              - match: {prefix: /}\n"
+                        "                route:\n"
+                        "                  cluster: c\n"
+                        "                  hash_policy: [{header: {header_name: a}, cookie: "
+                        "{name: b}}]\n"),
+                 30, 33, "needs exactly one of header, cookie");
+    expect_error(CONFIG("", "",
+                        "              - match: {prefix: /}\n"
+                        "                route:\n"
+                        "                  cluster: c\n"
+                        "                  hash_policy: [{cookie: {name: b, ttl: 1s}}]\n"),
+                 30, 52, "ttl: not implemented by legate");
+    expect_error(CONFIG("      - priority: 16\n        lb_endpoints: []\n", "", ""), 11, 19,
+                 "out of range (0-15)");
 }
 
 static void test_unknown_enum_value(void **state)
@@ -1098,6 +1279,8 @@ int main(void)
         cmocka_unit_test(test_route_action),
         cmocka_unit_test(test_domains),
         cmocka_unit_test(test_wrong_node_type),
+        cmocka_unit_test(test_health_and_balancing_options),
+        cmocka_unit_test(test_health_and_balancing_errors),
         cmocka_unit_test(test_yaml_syntax_and_empty),
         cmocka_unit_test(test_all_errors_collected),
         cmocka_unit_test(test_load_file_errors),
