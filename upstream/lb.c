@@ -24,6 +24,52 @@ uint64_t lb_hash(const void *data, size_t len, uint64_t seed)
     return XXH64(data, len, seed);
 }
 
+/* --- MurmurHash64A ------------------------------------------------------------------ */
+
+/* 8 bytes as a little-endian integer; the memcpy avoids an unaligned load
+ * and the shifts make the result independent of the host's byte order
+ * (compilers turn both into one load on x86-64). */
+static uint64_t load_le64(const unsigned char *p)
+{
+    unsigned char b[8];
+    memcpy(b, p, sizeof(b));
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | b[i];
+    return v;
+}
+
+uint64_t lb_murmur2_64(const void *data, size_t len, uint64_t seed)
+{
+    const uint64_t m = 0xc6a4a7935bd1e995ull;
+    const int r = 47;
+    const unsigned char *p = data;
+    uint64_t h = seed ^ ((uint64_t)len * m);
+
+    for (size_t i = 0; i + 8 <= len; i += 8) {
+        uint64_t k = load_le64(p + i);
+        k *= m;
+        k ^= k >> r;
+        k *= m;
+        h ^= k;
+        h *= m;
+    }
+    /* The 1..7 trailing bytes, little-endian, mixed in once. */
+    size_t tail = len & 7;
+    if (tail != 0) {
+        const unsigned char *t = p + (len - tail);
+        uint64_t k = 0;
+        for (size_t i = tail; i > 0; i--)
+            k = (k << 8) | t[i - 1];
+        h ^= k;
+        h *= m;
+    }
+    h ^= h >> r;
+    h *= m;
+    h ^= h >> r;
+    return h;
+}
+
 /* --- round robin -------------------------------------------------------------------- */
 
 int lb_rr_init(struct lb_rr *rr, const uint32_t *weights, size_t n)

@@ -27,6 +27,13 @@ uint64_t lb_rng_next(struct lb_rng *r);
  * picking). */
 uint64_t lb_hash(const void *data, size_t len, uint64_t seed);
 
+/* MurmurHash64A (Austin Appleby's MurmurHash2, 64-bit), for RING_HASH's
+ * hash_function MURMUR_HASH_2. Bytes are read little-endian whatever the
+ * host, so the value is the same everywhere; with LB_MURMUR2_SEED it equals
+ * Envoy's MurmurHash::murmurHash2 (and libstdc++'s std::hash of a string). */
+#define LB_MURMUR2_SEED 0xc70f6907ull
+uint64_t lb_murmur2_64(const void *data, size_t len, uint64_t seed);
+
 /* ROUND_ROBIN: smooth weighted round robin. Over any sum-of-weights picks,
  * each host is picked exactly its weight times, interleaved rather than in
  * runs (weights 5,1,1 give a a b a c a a). */

@@ -43,6 +43,62 @@ static void test_hash_is_xxh64(void **state)
     assert_true(lb_hash("abc", 3, 12345) == 0x01700e64f6f23509ull);
 }
 
+/* MurmurHash64A known answers. Three sources agree on every one:
+ * - Envoy's test/common/common/hash_test.cc (TEST(Hash, murmurHash2), seed
+ *   0xc70f6907): "foo", "bar", "foo\nbar" (7 bytes), "lyft", "";
+ * - libstdc++'s std::_Hash_bytes / std::hash<std::string> (g++ 12 here),
+ *   which is the same function, for the prefixes of "0123456789abcdef";
+ * - this straight Python transcription of the algorithm:
+ *     M, R, X = 0xc6a4a7935bd1e995, 47, (1 << 64) - 1
+ *     def mm(d, seed):
+ *         h = (seed ^ (len(d) * M)) & X
+ *         for i in range(len(d) // 8):
+ *             k = int.from_bytes(d[8*i:8*i+8], 'little') * M & X
+ *             k = (k ^ (k >> R)) * M & X
+ *             h = (h ^ k) * M & X
+ *         if len(d) % 8:
+ *             h = (h ^ int.from_bytes(d[len(d) & ~7:], 'little')) * M & X
+ *         h = (h ^ (h >> R)) * M & X
+ *         return h ^ (h >> R) */
+static void test_murmur2_known_answers(void **state)
+{
+    (void)state;
+    const uint64_t s = LB_MURMUR2_SEED;
+    assert_true(lb_murmur2_64("foo", 3, s) == 9631199822919835226ull);
+    assert_true(lb_murmur2_64("bar", 3, s) == 11474628671133349555ull);
+    assert_true(lb_murmur2_64("foo\nbar", 7, s) == 16306510975912980159ull);
+    assert_true(lb_murmur2_64("lyft", 4, s) == 12847078931730529320ull);
+    assert_true(lb_murmur2_64("", 0, s) == 6142509188972423790ull);
+
+    static const char msg[] = "0123456789abcdef";
+    static const struct {
+        size_t len;
+        uint64_t seeded, zero; /* seed 0xc70f6907, seed 0 */
+    } v[] = {
+        {0, 0x553e93901e462a6eull, 0x0ull},
+        {1, 0x1fe2f4e72b63d536ull, 0x4ccb322c4bcf1d63ull},
+        {7, 0x56bc3c5604731717ull, 0xaa7bcb1cbf86f7c6ull},
+        {8, 0xf3f0cdb8cc0b5038ull, 0x87b47e2a5e55a79aull},
+        {9, 0x80ec2df2473772bbull, 0x0c0490f312ff95caull},
+        {15, 0x83c59a3f62a3e14bull, 0x89ecff3076295665ull},
+        {16, 0x934b0d760642ed86ull, 0x93a92d1a91a24bc7ull},
+    };
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        assert_true(lb_murmur2_64(msg, v[i].len, s) == v[i].seeded);
+        assert_true(lb_murmur2_64(msg, v[i].len, 0) == v[i].zero);
+    }
+    /* a ring hash key as Envoy forms it, "<address>_<i>" */
+    assert_true(lb_murmur2_64("10.0.0.1:8080_0", 15, s) == 0x28125cc835986945ull);
+
+    /* misaligned input gives the same value (no unaligned loads to trip on) */
+    char buf[40];
+    for (size_t off = 0; off < 8; off++) {
+        memcpy(buf + off, msg, 16);
+        assert_true(lb_murmur2_64(buf + off, 16, s) == 0x934b0d760642ed86ull);
+        assert_true(lb_murmur2_64(buf + off, 9, s) == 0x80ec2df2473772bbull);
+    }
+}
+
 static void test_round_robin_smooth_and_exact(void **state)
 {
     (void)state;
@@ -267,6 +323,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hash_is_xxh64),
+        cmocka_unit_test(test_murmur2_known_answers),
         cmocka_unit_test(test_round_robin_smooth_and_exact),
         cmocka_unit_test(test_random_follows_weights),
         cmocka_unit_test(test_least_request_prefers_the_idle_host),
