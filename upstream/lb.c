@@ -191,6 +191,12 @@ static int by_hash(const void *a, const void *b, void *arg)
 int lb_ring_build(struct lb_ring *r, const char *const *keys, const uint32_t *weights, size_t n,
                   size_t min_size, size_t max_size)
 {
+    return lb_ring_build_hashed(r, keys, weights, n, min_size, max_size, lb_hash, 0);
+}
+
+int lb_ring_build_hashed(struct lb_ring *r, const char *const *keys, const uint32_t *weights,
+                         size_t n, size_t min_size, size_t max_size, lb_hash_fn hash, uint64_t seed)
+{
     memset(r, 0, sizeof(*r));
     uint64_t total = 0;
     uint32_t min_w = 0;
@@ -230,7 +236,7 @@ int lb_ring_build(struct lb_ring *r, const char *const *keys, const uint32_t *we
         for (uint64_t k = 0; (double)count < target && count < cap; k++) {
             char key[320];
             int len = snprintf(key, sizeof(key), "%s_%llu", keys[i], (unsigned long long)k);
-            hashes[count] = lb_hash(key, (size_t)len, 0);
+            hashes[count] = hash(key, (size_t)len, seed);
             hosts[count] = (uint32_t)i;
             order[count] = (uint32_t)count;
             count++;

@@ -81,6 +81,12 @@ struct lb_ring {
 };
 int lb_ring_build(struct lb_ring *r, const char *const *keys, const uint32_t *weights, size_t n,
                   size_t min_size, size_t max_size);
+/* The same with another hash of the keys (MURMUR_HASH_2: lb_murmur2_64 with
+ * LB_MURMUR2_SEED, as Envoy). */
+typedef uint64_t (*lb_hash_fn)(const void *data, size_t len, uint64_t seed);
+int lb_ring_build_hashed(struct lb_ring *r, const char *const *keys, const uint32_t *weights,
+                         size_t n, size_t min_size, size_t max_size, lb_hash_fn hash,
+                         uint64_t seed);
 size_t lb_ring_pick(const struct lb_ring *r, uint64_t hash);
 void lb_ring_free(struct lb_ring *r);
 
