@@ -80,8 +80,8 @@ void od_init(struct od_detector *d, const struct cfg_outlier *cfg, struct od_hos
  * OD_CONSECUTIVE_* reasons) reached its threshold at now_ms. Counts the
  * detection, then ejects the host if max_ejection_percent allows and the
  * enforcement roll says so. Returns true if the host is ejected now. Whatever
- * the answer, the caller restarts that counter, as Envoy does, so that the
- * next detection takes a whole new run of failures. Ignored (false, nothing
+ * the answer, the caller restarts that counter, so that the next detection
+ * takes a whole new run of failures. Ignored (false, nothing
  * counted): an index out of range (the host has gone), a host already
  * ejected, OD_CONSECUTIVE_LOCAL_ORIGIN_FAILURE when not split. */
 bool od_on_consecutive(struct od_detector *d, size_t host, enum od_reason why, uint64_t now_ms);
