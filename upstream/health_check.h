@@ -33,7 +33,7 @@ struct hc_host;
 
 /* Start checking the host at `addr` (IPv4 or IPv6); the first attempt runs on
  * the next loop iteration. The host starts unhealthy, and its first result
- * decides (one pass is enough then). `cfg` must outlive the checker;
+ * decides (one pass is enough then). `cfg` and `cb` must outlive the checker;
  * `cluster_name` (the default Host header) and `addr` are copied. `seed`
  * drives the interval jitter. NULL if out of memory. */
 struct hc_host *hc_host_start(struct ev_loop *loop, const struct cfg_health_check *cfg,
