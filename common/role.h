@@ -12,6 +12,7 @@
 #include "common/config.h"
 #include "common/ipc.h"
 #include "common/sandbox.h"
+#include "shm/hosts.h"
 #include "shm/stats.h"
 
 enum role {
@@ -42,6 +43,9 @@ struct child_ctx {
     uint32_t drain_time_ms;  /* --drain-time-s, for a drain started by a signal */
     bool reuseport;          /* --accept-strategy reuseport: a socket per worker */
     struct stats *stats;     /* the statistics segment, attached with this child's slot */
+    struct hosts_seg *hosts; /* the host table (shm/hosts.h), or NULL */
+    int hosts_bell_fd;       /* eventfd: a worker rings it when a host's consecutive
+                                failures reach an outlier threshold; the manager listens */
     int fd_sock;             /* worker: its end of the socketpair to the listener */
     int sup_sock;            /* worker, listener: its end of the socketpair to the supervisor */
     const int *worker_socks; /* listener: the listener's end for each worker slot */

@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/role.h"
+#include "shm/hosts.h"
 #include "supervisor/supervisor.h"
 #include "worker/access_log.h"
 
@@ -109,6 +110,8 @@ struct child_args {
     const char *listen_fds;
     const char *stats_name;
     long stats_slot;
+    int hosts_fd;
+    int hosts_bell_fd;
 };
 
 /* Parse "index.shard=fd,..." (--listen-fds); returns the count, or -1. */
@@ -214,10 +217,20 @@ static int child_main(const struct child_args *ca, const struct sup_options *opt
     if (ca->stats_slot < 1 || stats_set_slot(&stats, (uint32_t)ca->stats_slot) != 0)
         log_fatal("child: no statistics slot %ld in %s", ca->stats_slot, shm_name);
     ctx.stats = &stats;
+    static struct hosts_seg hosts;
+    if (ca->hosts_fd >= 0) {
+        char err[160];
+        if (hosts_attach(&hosts, ca->hosts_fd, err, sizeof(err)) != 0)
+            log_fatal("child: %s", err);
+        close(ca->hosts_fd);
+        ctx.hosts = &hosts;
+    }
+    ctx.hosts_bell_fd = ca->hosts_bell_fd;
     ctx.sandbox = &def->sandbox;
     ctx.sandbox_opts = &opt->sandbox;
     int rc = def->run(&ctx);
     stats_detach(&stats);
+    hosts_detach(&hosts);
     config_free(&cfg);
     return rc;
 }
@@ -348,6 +361,8 @@ int main(int argc, char **argv)
         OPT_SUP_SOCK,
         OPT_WORKER_SOCKS,
         OPT_ACCESS_LOG_FDS,
+        OPT_HOSTS_FD,
+        OPT_HOSTS_BELL_FD,
         OPT_STATS_SLOT,
         OPT_LISTEN_FDS,
         OPT_SANDBOX_UID,
@@ -383,6 +398,8 @@ int main(int argc, char **argv)
         {"sup-sock", required_argument, NULL, OPT_SUP_SOCK},
         {"worker-socks", required_argument, NULL, OPT_WORKER_SOCKS},
         {"access-log-fds", required_argument, NULL, OPT_ACCESS_LOG_FDS},
+        {"hosts-fd", required_argument, NULL, OPT_HOSTS_FD},
+        {"hosts-bell-fd", required_argument, NULL, OPT_HOSTS_BELL_FD},
         {"stats-slot", required_argument, NULL, OPT_STATS_SLOT},
         {"listen-fds", required_argument, NULL, OPT_LISTEN_FDS},
         {"help", no_argument, NULL, 'h'},
@@ -399,7 +416,12 @@ int main(int argc, char **argv)
         .drain_gradual = true,
         .argv = argv,
     };
-    struct child_args child = {.config_fd = -1, .fd_sock = -1, .sup_sock = -1, .stats_slot = -1};
+    struct child_args child = {.config_fd = -1,
+                               .fd_sock = -1,
+                               .sup_sock = -1,
+                               .stats_slot = -1,
+                               .hosts_fd = -1,
+                               .hosts_bell_fd = -1};
     const char *user = NULL, *group = NULL, *chroot_dir = NULL;
     unsigned long v;
     int c;
@@ -509,12 +531,16 @@ int main(int argc, char **argv)
         case OPT_CONFIG_FD:
         case OPT_FD_SOCK:
         case OPT_SUP_SOCK:
+        case OPT_HOSTS_FD:
+        case OPT_HOSTS_BELL_FD:
             if (parse_uint("child option", optarg, INT_MAX, &v) != 0)
                 return 2;
-            *(c == OPT_CHILD_INDEX ? &child.index
-              : c == OPT_CONFIG_FD ? &child.config_fd
-              : c == OPT_FD_SOCK   ? &child.fd_sock
-                                   : &child.sup_sock) = (int)v;
+            *(c == OPT_CHILD_INDEX     ? &child.index
+              : c == OPT_CONFIG_FD     ? &child.config_fd
+              : c == OPT_FD_SOCK       ? &child.fd_sock
+              : c == OPT_HOSTS_FD      ? &child.hosts_fd
+              : c == OPT_HOSTS_BELL_FD ? &child.hosts_bell_fd
+                                       : &child.sup_sock) = (int)v;
             break;
         case OPT_CONFIG_NAME:
             child.config_name = optarg;

@@ -20,12 +20,21 @@ static const int worker_calls[] = {
     SYS_connect,
 };
 
+/* Runs the active health checks: connects to upstreams. */
+static const int upstream_calls[] = {
+    SYS_socket,
+    SYS_connect,
+};
+
 #define CALLS(a) a, sizeof(a) / sizeof(a[0])
 
 const struct role_def role_table[] = {
     {ROLE_LISTENER, "listener", "listener", listener_run, {true, CALLS(listener_calls)}},
-    /* Membership gauges from shared memory, for now: nothing beyond the common calls. */
-    {ROLE_UPSTREAM, "upstream", "upstream manager", upstream_manager_run, {false, NULL, 0}},
+    {ROLE_UPSTREAM,
+     "upstream",
+     "upstream manager",
+     upstream_manager_run,
+     {false, CALLS(upstream_calls)}},
     {ROLE_WORKER, "worker", "worker", worker_run, {false, CALLS(worker_calls)}},
 };
 const size_t role_table_len = sizeof(role_table) / sizeof(role_table[0]);

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <dirent.h>
+#include <sys/eventfd.h>
 #include <sys/un.h>
 #include <sys/mman.h>
 #include <arpa/inet.h>
@@ -78,6 +79,8 @@ struct sup {
     int *listener_ends; /* per worker slot: the listener's end of the socketpair */
     int *worker_ends;   /* per worker slot: the worker's end (kept for respawns) */
     int config_fd;      /* sealed memfd with the validated config text, for children */
+    int hosts_fd;       /* the host table (shm/hosts.h), for the manager and the workers */
+    int hosts_bell_fd;  /* its doorbell eventfd */
     struct stats stats; /* the statistics segment, slot 0 */
     struct proc_stats proc_stats;
     char stats_name[64];
@@ -473,6 +476,12 @@ static void build_child_argv(struct sup *s, struct child *c, struct child_argv *
     arg_add(a, "--log-level=%s", log_level_name());
     arg_add(a, "--stats-slot=%zu", child_slot(s, c));
     arg_add(a, "--stats-name=%s", s->stats_name);
+    if (c->def->role == ROLE_WORKER || c->def->role == ROLE_UPSTREAM) {
+        arg_add(a, "--hosts-fd=%d", s->hosts_fd);
+        arg_add(a, "--hosts-bell-fd=%d", s->hosts_bell_fd);
+        keep[(*n_keep)++] = s->hosts_fd;
+        keep[(*n_keep)++] = s->hosts_bell_fd;
+    }
     if (s->opt.sandbox.drop) {
         arg_add(a, "--sandbox-uid=%d", (int)s->opt.sandbox.uid);
         arg_add(a, "--sandbox-gid=%d", (int)s->opt.sandbox.gid);
@@ -1599,6 +1608,15 @@ int supervisor_run(struct config *cfg, const struct sup_options *opt)
         fcntl(s->config_fd, F_ADD_SEALS,
               F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
         log_error("cannot hand the configuration to children: %s", strerror(errno));
+        cleanup_runtime_dir(s);
+        return 1;
+    }
+    /* The host table and its doorbell: made here so that a respawned upstream
+     * manager or worker finds the last published host state. */
+    s->hosts_fd = hosts_segment_create(cfg);
+    s->hosts_bell_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->hosts_fd < 0 || s->hosts_bell_fd < 0) {
+        log_error("cannot make the host table: %s", strerror(errno));
         cleanup_runtime_dir(s);
         return 1;
     }

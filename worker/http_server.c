@@ -458,6 +458,7 @@ static void up_on_head(void *owner, const struct h1_head *resp)
     c->last_activity = ev_now(c->w->loop);
     st->service_time_ms = (long)((proc_now_ns() - st->upstream_start_ns) / 1000000u);
     st->status = resp->status;
+    worker_host_response(st->cluster, st->host, resp->status);
     if (resp->status >= 100 && resp->status < 600) {
         stats_cell_add(st->cluster->stats.rq_xx[resp->status / 100 - 1], 1);
         stats_cell_add(
@@ -578,6 +579,8 @@ static void up_on_failure(void *owner, enum upstream_failure why)
     conn_enter(c);
     st->up = NULL; /* already gone */
     stream_drop_upstream(c, false);
+    if (!st->response_started)
+        worker_host_local_failure(st->cluster, st->host);
     if (st->response_started) {
         /* Mid-response: close without a terminating chunk or the missing bytes,
          * so the client can tell the body is incomplete. */
@@ -650,6 +653,8 @@ static void on_route_timeout(struct ev_loop *loop, ev_timer *t, int revents)
     stats_cell_add(st->cluster->stats.rq_timeout, 1);
     if (st->host != NULL)
         stats_cell_add(st->host->hstats.rq_timeout, 1);
+    if (!st->response_started)
+        worker_host_local_failure(st->cluster, st->host);
     stream_drop_upstream(c, false);
     if (st->response_started)
         conn_abort(c, "UT");
@@ -734,6 +739,111 @@ static void write_upstream_head(struct conn *c, struct buf *out, const char *pat
     buf_append(out, "\r\n", 2);
 }
 
+/* --- the route's hash_policy ------------------------------------------------------- */
+
+static bool name_is(const char *a, size_t alen, const char *b, size_t blen)
+{
+    return alen == blen && strncasecmp(a, b, alen) == 0;
+}
+
+/* The value of cookie `name` in the request's Cookie headers. */
+static bool find_cookie(const struct h1_head *h, const char *name, size_t name_len,
+                        const char **val, size_t *len)
+{
+    for (size_t i = 0; i < h->n_headers; i++) {
+        const struct h1_header *f = &h->headers[i];
+        if (!name_is(f->name, f->name_len, "cookie", 6))
+            continue;
+        const char *p = f->value, *end = f->value + f->value_len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ';'))
+                p++;
+            const char *pair = p;
+            while (p < end && *p != ';')
+                p++;
+            const char *eq = memchr(pair, '=', (size_t)(p - pair));
+            if (eq != NULL && (size_t)(eq - pair) == name_len &&
+                memcmp(pair, name, name_len) == 0) {
+                *val = eq + 1;
+                *len = (size_t)(p - eq - 1);
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* The value of query parameter `name` (the first one), as sent (not decoded). */
+static bool find_query_parameter(const struct h1_head *h, const char *name, size_t name_len,
+                                 const char **val, size_t *len)
+{
+    const char *q = memchr(h->path, '?', h->path_len);
+    if (q == NULL)
+        return false;
+    const char *p = q + 1, *end = h->path + h->path_len;
+    while (p < end) {
+        const char *item = p;
+        while (p < end && *p != '&')
+            p++;
+        const char *eq = memchr(item, '=', (size_t)(p - item));
+        size_t klen = eq != NULL ? (size_t)(eq - item) : (size_t)(p - item);
+        if (klen == name_len && memcmp(item, name, name_len) == 0) {
+            *val = eq != NULL ? eq + 1 : p;
+            *len = eq != NULL ? (size_t)(p - eq - 1) : 0;
+            return true;
+        }
+        if (p < end)
+            p++;
+    }
+    return false;
+}
+
+/* Envoy's way: each policy that finds its value mixes its hash in (the
+ * running hash rotated left by one, then xor); a terminal one that found a
+ * value ends the list. False when no policy found anything. */
+static bool request_hash(const struct conn *c, const struct cfg_route *r, uint64_t *out)
+{
+    const struct h1_head *h = c->st.req;
+    bool any = false;
+    uint64_t hash = 0;
+    for (size_t i = 0; i < r->n_hash_policy; i++) {
+        const struct cfg_hash_policy *hp = &r->hash_policy[i];
+        const char *val = NULL;
+        size_t len = 0;
+        bool found = false;
+        switch (hp->kind) {
+        case HASH_HEADER:
+            for (size_t k = 0; k < h->n_headers && !found; k++)
+                if (name_is(h->headers[k].name, h->headers[k].name_len, hp->name, hp->name_len)) {
+                    val = h->headers[k].value;
+                    len = h->headers[k].value_len;
+                    found = true;
+                }
+            break;
+        case HASH_COOKIE:
+            found = find_cookie(h, hp->name, hp->name_len, &val, &len);
+            break;
+        case HASH_QUERY_PARAMETER:
+            found = find_query_parameter(h, hp->name, hp->name_len, &val, &len);
+            break;
+        case HASH_SOURCE_IP:
+            val = c->peer_ip;
+            len = strlen(c->peer_ip);
+            found = len > 0;
+            break;
+        }
+        if (!found)
+            continue;
+        uint64_t one = lb_hash(val, len, 0);
+        hash = any ? ((hash << 1) | (hash >> 63)) ^ one : one;
+        any = true;
+        if (hp->terminal)
+            break;
+    }
+    *out = hash;
+    return any;
+}
+
 static void forward_to_cluster(struct conn *c)
 {
     struct stream *st = &c->st;
@@ -743,7 +853,9 @@ static void forward_to_cluster(struct conn *c)
         send_local_text(c, 503, "no cluster", "NC");
         return;
     }
-    struct host *host = worker_pick_host(c->w, r->cluster_index);
+    uint64_t hash;
+    bool hashed = r->n_hash_policy > 0 && request_hash(c, r, &hash);
+    struct host *host = worker_pick_host(c->w, r->cluster_index, hashed ? &hash : NULL);
     struct cluster_rt *cl = &c->w->clusters[r->cluster_index];
     st->cluster = cl;
     if (host == NULL) {

@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/proc.h"
 #include "listener/handoff.h"
+#include "upstream/priority.h"
 
 #define ACCEPT_BATCH 64
 
@@ -35,30 +36,227 @@ const char *worker_date(struct worker *w)
 
 /* A host's requests in flight, from every worker (LEAST_REQUEST's view is
  * global, where Envoy's balancer sees only its own worker's). */
+struct level_ctx {
+    struct cluster_rt *cl;
+    const struct lb_level *lv;
+};
+
 static uint64_t host_active(void *ctx, size_t i)
 {
-    struct cluster_rt *cl = ctx;
-    int64_t v = stats_gauge_value(cl->stats_seg, cl->hosts[i].rq_active_id);
+    const struct level_ctx *x = ctx;
+    const struct host *h = &x->cl->hosts[x->lv->members[i]];
+    int64_t v = stats_gauge_value(x->cl->stats_seg, h->rq_active_id);
     return v > 0 ? (uint64_t)v : 0;
 }
 
-struct host *worker_pick_host(struct worker *w, size_t cluster_index)
+/* Rebuild this worker's per-level host lists from the view. */
+static void build_levels(struct worker *w, struct cluster_rt *cl)
 {
-    struct cluster_rt *cl = &w->clusters[cluster_index];
+    for (uint32_t l = 0; l < HOSTS_MAX_LEVELS; l++) {
+        struct lb_level *lv = &cl->levels[l];
+        lb_rr_free(&lv->rr);
+        lv->n = 0;
+        if (l >= cl->plan.n_levels)
+            continue;
+        for (uint32_t b = 0; b < cl->n_view; b++) {
+            const struct hosts_entry *e = &cl->view[b];
+            if (e->priority != l || cl->bank_to_host[b] == UINT32_MAX)
+                continue;
+            if (!cl->plan.panic[l] && (e->flags & HOST_UNAVAILABLE))
+                continue;
+            lv->members[lv->n] = cl->bank_to_host[b];
+            lv->weights[lv->n] = e->weight > 0 ? e->weight : 1;
+            lv->n++;
+        }
+        lb_cumulative(lv->weights, lv->n, lv->cum);
+        if (lb_rr_init(&lv->rr, lv->weights, lv->n) != 0)
+            log_fatal("out of memory");
+        /* Each worker starts at a different point of the round, so that N
+         * workers with one request each do not all pick the first host. */
+        for (int k = 0; k < w->ctx->index && lv->n > 0; k++)
+            lb_rr_pick(&lv->rr);
+    }
+}
+
+/* Take what the upstream manager published last. */
+static void cluster_resync(struct worker *w, struct cluster_rt *cl)
+{
+    struct hosts_view v = {.hosts = cl->view};
+    hosts_read(cl->shm, &v);
+    cl->gen = v.gen;
+    cl->plan = v.plan;
+    cl->n_view = v.n_hosts;
+    if (cl->plan.n_levels > HOSTS_MAX_LEVELS)
+        cl->plan.n_levels = HOSTS_MAX_LEVELS;
+    for (uint32_t b = 0; b < cl->n_view; b++) {
+        uint32_t live = cl->view[b].live;
+        /* Static membership: the live slot is the endpoint index. */
+        cl->bank_to_host[b] = live < cl->n_hosts ? live : UINT32_MAX;
+    }
+    build_levels(w, cl);
+}
+
+/* Before the manager's first word: every configured host is healthy. */
+static void cluster_assume_healthy(struct worker *w, struct cluster_rt *cl)
+{
+    struct prio_level levels[PRIO_MAX_LEVELS] = {{0, 0}};
+    cl->n_view = (uint32_t)cl->n_hosts;
+    for (size_t i = 0; i < cl->n_hosts; i++) {
+        const struct cfg_endpoint *ep = cl->hosts[i].ep;
+        struct hosts_entry *e = &cl->view[i];
+        memset(e, 0, sizeof(*e));
+        e->live = (uint32_t)i;
+        e->weight = ep->weight;
+        e->priority = ep->priority;
+        cl->bank_to_host[i] = (uint32_t)i;
+        levels[ep->priority].hosts++;
+        levels[ep->priority].healthy++;
+    }
+    struct prio_plan pp;
+    prio_plan_compute(levels, cl->cfg->max_priority + 1, cl->cfg->healthy_panic_threshold,
+                      PRIO_DEFAULT_OVERPROVISIONING, &pp);
+    memset(&cl->plan, 0, sizeof(cl->plan));
+    cl->plan.n_levels = cl->cfg->max_priority + 1;
+    cl->plan.none_available = pp.none_available;
+    for (uint32_t l = 0; l < cl->plan.n_levels; l++) {
+        cl->plan.load[l] = pp.load[l];
+        cl->plan.panic[l] = pp.panic[l];
+    }
+    cl->gen = 0;
+    build_levels(w, cl);
+}
+
+static uint32_t pick_in_level(struct cluster_rt *cl, uint32_t level, const uint64_t *hash)
+{
+    struct lb_level *lv = &cl->levels[level];
+    if (lv->n == 0)
+        return UINT32_MAX;
     size_t i;
     switch (cl->cfg->lb_policy) {
     case LB_RANDOM:
-        i = lb_random_pick(cl->cum, cl->n_hosts, &cl->rng);
+        i = lb_random_pick(lv->cum, lv->n, &cl->rng);
         break;
-    case LB_LEAST_REQUEST:
-        i = lb_least_request_pick_fn(cl->weights, cl->cum, cl->n_hosts, cl->cfg->choice_count,
-                                     &cl->rng, host_active, cl);
-        break;
-    default:
-        i = lb_rr_pick(&cl->rr);
+    case LB_LEAST_REQUEST: {
+        struct level_ctx x = {cl, lv};
+        i = lb_least_request_pick_fn(lv->weights, lv->cum, lv->n, cl->cfg->choice_count, &cl->rng,
+                                     host_active, &x);
         break;
     }
-    return i == LB_NONE ? NULL : &cl->hosts[i];
+    case LB_RING_HASH:
+    case LB_MAGLEV: {
+        /* No hash from the request: a random host, as Envoy. */
+        uint64_t key = hash != NULL ? *hash : lb_rng_next(&cl->rng);
+        if (cl->gen > 0) {
+            uint32_t b = hosts_table_pick(cl->shm, cl->gen, level, key);
+            if (b == HOSTS_PICK_STALE)
+                return HOSTS_PICK_STALE;
+            if (b < cl->n_view && cl->bank_to_host[b] != UINT32_MAX)
+                return cl->bank_to_host[b];
+            return UINT32_MAX;
+        }
+        /* Nothing published yet: no table to read; spread by the key. */
+        i = lb_random_pick(lv->cum, lv->n, &(struct lb_rng){key | 1});
+        break;
+    }
+    default:
+        i = lb_rr_pick(&lv->rr);
+        break;
+    }
+    return i == LB_NONE ? UINT32_MAX : lv->members[i];
+}
+
+struct host *worker_pick_host(struct worker *w, size_t cluster_index, const uint64_t *hash)
+{
+    struct cluster_rt *cl = &w->clusters[cluster_index];
+    for (int attempt = 0; attempt < 4; attempt++) {
+        if (cl->shm != NULL && hosts_generation(cl->shm) != cl->gen)
+            cluster_resync(w, cl);
+        if (cl->plan.none_available) {
+            stats_cell_add(cl->stats.cx_none_healthy, 1);
+            return NULL;
+        }
+        /* The level: by the request's hash when there is one (the same key
+         * lands on the same level), else at random, by the plan's loads. */
+        size_t level = 0;
+        if (cl->plan.n_levels > 1) {
+            struct prio_plan pp = {.n = cl->plan.n_levels};
+            for (uint32_t l = 0; l < cl->plan.n_levels; l++)
+                pp.load[l] = cl->plan.load[l];
+            level = prio_pick(&pp, hash != NULL ? *hash : lb_rng_next(&cl->rng));
+        }
+        if (level == PRIO_NONE || level >= cl->plan.n_levels) {
+            stats_cell_add(cl->stats.cx_none_healthy, 1);
+            return NULL;
+        }
+        uint32_t h = pick_in_level(cl, (uint32_t)level, hash);
+        if (h == HOSTS_PICK_STALE)
+            continue; /* the manager published meanwhile: read again */
+        if (h >= cl->n_hosts) {
+            stats_cell_add(cl->stats.cx_none_healthy, 1);
+            return NULL;
+        }
+        if (cl->plan.panic[level])
+            stats_cell_add(cl->stats.lb_healthy_panic, 1);
+        return &cl->hosts[h];
+    }
+    stats_cell_add(cl->stats.cx_none_healthy, 1);
+    return NULL;
+}
+
+/* Ring the manager's doorbell when a counter reaches its threshold exactly:
+ * once per run of failures, whatever the number of workers. */
+static void count_consecutive(struct cluster_rt *cl, _Atomic uint32_t *counter, uint32_t threshold)
+{
+    uint32_t now = atomic_fetch_add_explicit(counter, 1, memory_order_relaxed) + 1;
+    if (threshold > 0 && now == threshold && cl->bell_fd >= 0) {
+        uint64_t one = 1;
+        ssize_t n = write(cl->bell_fd, &one, sizeof(one));
+        (void)n; /* a full eventfd has rung already */
+    }
+}
+
+void worker_host_response(struct cluster_rt *cl, struct host *h, int status)
+{
+    if (h == NULL || h->live == NULL || !cl->cfg->outlier.enabled || status < 200)
+        return;
+    const struct cfg_outlier *o = &cl->cfg->outlier;
+    struct hosts_live *lv = h->live;
+    if (o->split_external_local_origin_errors) {
+        /* The connection worked: a local-origin success. */
+        atomic_store_explicit(&lv->consecutive_local, 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&lv->local_total, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&lv->local_success, 1, memory_order_relaxed);
+    }
+    atomic_fetch_add_explicit(&lv->total, 1, memory_order_relaxed);
+    if (status >= 500) {
+        count_consecutive(cl, &lv->consecutive_5xx, o->consecutive_5xx);
+        if (status == 502 || status == 503 || status == 504)
+            count_consecutive(cl, &lv->consecutive_gateway, o->consecutive_gateway_failure);
+        else
+            atomic_store_explicit(&lv->consecutive_gateway, 0, memory_order_relaxed);
+    } else {
+        atomic_fetch_add_explicit(&lv->success, 1, memory_order_relaxed);
+        atomic_store_explicit(&lv->consecutive_5xx, 0, memory_order_relaxed);
+        atomic_store_explicit(&lv->consecutive_gateway, 0, memory_order_relaxed);
+    }
+}
+
+void worker_host_local_failure(struct cluster_rt *cl, struct host *h)
+{
+    if (h == NULL || h->live == NULL || !cl->cfg->outlier.enabled)
+        return;
+    const struct cfg_outlier *o = &cl->cfg->outlier;
+    struct hosts_live *lv = h->live;
+    if (o->split_external_local_origin_errors) {
+        atomic_fetch_add_explicit(&lv->local_total, 1, memory_order_relaxed);
+        count_consecutive(cl, &lv->consecutive_local, o->consecutive_local_origin_failure);
+        return;
+    }
+    /* Not split: what the router answers in the host's place (a 503) counts
+     * as the host's 5xx and gateway failure, as Envoy. */
+    atomic_fetch_add_explicit(&lv->total, 1, memory_order_relaxed);
+    count_consecutive(cl, &lv->consecutive_5xx, o->consecutive_5xx);
+    count_consecutive(cl, &lv->consecutive_gateway, o->consecutive_gateway_failure);
 }
 
 size_t worker_cluster_connections(const struct cluster_rt *cl)
@@ -383,6 +581,8 @@ static void register_cluster_stats(struct worker *w, struct cluster_rt *cl)
     st->rq_timeout = stat_cell(w, STAT_COUNTER, "cluster.%s.upstream_rq_timeout", n);
     for (int k = 0; k < 5; k++)
         st->rq_xx[k] = stat_cell(w, STAT_COUNTER, "cluster.%s.upstream_rq_%dxx", n, k + 1);
+    st->lb_healthy_panic = stat_cell(w, STAT_COUNTER, "cluster.%s.lb_healthy_panic", n);
+    st->cx_none_healthy = stat_cell(w, STAT_COUNTER, "cluster.%s.upstream_cx_none_healthy", n);
     st->rq_time = stat_hist(w, "cluster.%s.upstream_rq_time", n);
     st->connect_ms = stat_hist(w, "cluster.%s.upstream_cx_connect_ms", n);
 }
@@ -470,30 +670,34 @@ static void register_hcm_stats(struct worker *w, struct listener_rt *l)
     st->rq_time = stat_hist(w, "http.%s.downstream_rq_time", p);
 }
 
+static void *alloc_or_die(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    if (p == NULL)
+        log_fatal("out of memory");
+    return p;
+}
+
 static void setup_clusters(struct worker *w)
 {
     const struct config *cfg = w->cfg;
     w->n_clusters = cfg->n_clusters;
-    w->clusters = calloc(cfg->n_clusters ? cfg->n_clusters : 1, sizeof(*w->clusters));
+    w->clusters = alloc_or_die(cfg->n_clusters, sizeof(*w->clusters));
     for (size_t i = 0; i < cfg->n_clusters; i++) {
         struct cluster_rt *cl = &w->clusters[i];
         cl->cfg = &cfg->clusters[i];
         cl->n_hosts = cl->cfg->n_endpoints;
-        cl->hosts = calloc(cl->n_hosts ? cl->n_hosts : 1, sizeof(*cl->hosts));
+        cl->hosts = alloc_or_die(cl->n_hosts, sizeof(*cl->hosts));
         cl->stats_seg = w->ctx->stats;
-        cl->weights = calloc(cl->n_hosts ? cl->n_hosts : 1, sizeof(uint32_t));
-        cl->cum = calloc(cl->n_hosts ? cl->n_hosts : 1, sizeof(uint64_t));
-        if (cl->weights == NULL || cl->cum == NULL)
-            log_fatal("out of memory");
-        for (size_t j = 0; j < cl->n_hosts; j++)
-            cl->weights[j] = cl->cfg->endpoints[j].weight;
-        lb_cumulative(cl->weights, cl->n_hosts, cl->cum);
-        if (lb_rr_init(&cl->rr, cl->weights, cl->n_hosts) != 0)
-            log_fatal("out of memory");
-        /* Each worker starts at a different point of the round, so that N
-         * workers with one request each do not all pick the first host. */
-        for (int k = 0; k < w->ctx->index; k++)
-            lb_rr_pick(&cl->rr);
+        cl->shm = w->ctx->hosts != NULL ? hosts_cluster(w->ctx->hosts, i) : NULL;
+        cl->bell_fd = w->ctx->hosts_bell_fd;
+        cl->view = alloc_or_die(cl->n_hosts, sizeof(*cl->view));
+        cl->bank_to_host = alloc_or_die(cl->n_hosts, sizeof(*cl->bank_to_host));
+        for (uint32_t l = 0; l <= cl->cfg->max_priority && l < HOSTS_MAX_LEVELS; l++) {
+            cl->levels[l].members = alloc_or_die(cl->n_hosts, sizeof(uint32_t));
+            cl->levels[l].weights = alloc_or_die(cl->n_hosts, sizeof(uint32_t));
+            cl->levels[l].cum = alloc_or_die(cl->n_hosts, sizeof(uint64_t));
+        }
         uint64_t seed;
         if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
             seed = proc_now_ns();
@@ -504,6 +708,7 @@ static void setup_clusters(struct worker *w)
             h->ep = &cl->cfg->endpoints[j];
             h->cluster = cl->cfg;
             h->stats = &cl->stats;
+            h->live = cl->shm != NULL ? hosts_live(cl->shm, (uint32_t)j) : NULL;
             pool_init(&h->pool, WORKER_POOL_MAX_IDLE);
             if (h->ep->addr.ss.ss_family == AF_INET6)
                 snprintf(h->name, sizeof(h->name), "[%s]:%u", h->ep->addr.address,
@@ -515,6 +720,10 @@ static void setup_clusters(struct worker *w)
             snprintf(name, sizeof(name), "cluster.%s.host.%s.rq_active", cl->cfg->name, h->name);
             h->rq_active_id = stats_register_flags(w->ctx->stats, name, STAT_GAUGE, STAT_FLAG_HOST);
         }
+        if (cl->shm != NULL && hosts_generation(cl->shm) > 0)
+            cluster_resync(w, cl);
+        else
+            cluster_assume_healthy(w, cl);
     }
 }
 

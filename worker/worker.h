@@ -13,6 +13,7 @@
 #include "common/role.h"
 #include "worker/access_log.h"
 #include "worker/pool.h"
+#include "shm/hosts.h"
 #include "shm/stats.h"
 #include "upstream/lb.h"
 
@@ -39,6 +40,7 @@ struct cluster_stats {
     /* upstream_rq_<code>, registered when a code is first seen; a code the
      * segment had no room for points at a cell nobody reads */
     _Atomic uint64_t *rq_code[500];
+    _Atomic uint64_t *lb_healthy_panic, *cx_none_healthy;
     struct stats_hist_cells *rq_time;    /* ms, request sent to response complete */
     struct stats_hist_cells *connect_ms; /* ms, connect() to connected */
 };
@@ -74,21 +76,38 @@ struct host {
     struct cluster_stats *stats; /* its cluster's */
     struct host_stats hstats;
     int rq_active_id; /* cluster.<c>.host.<addr>.rq_active: summed over workers by LEAST_REQUEST */
+    struct hosts_live *live; /* its outcome counters in the host table (outlier detection) */
     struct pool pool;
     char name[64]; /* "ip:port" for logs and %UPSTREAM_HOST% */
 };
 
+/* One priority level as this worker balances over it: the hosts of the level
+ * that may be picked (its available ones, or all of them when it panics). */
+struct lb_level {
+    uint32_t *members; /* host indexes (into cluster_rt.hosts) */
+    uint32_t *weights;
+    uint64_t *cum; /* running sums of weights, for the random draws */
+    size_t n;
+    struct lb_rr rr;
+};
+
 struct cluster_rt {
     const struct cfg_cluster *cfg;
-    struct host *hosts;
+    struct host *hosts; /* by live slot (for static clusters, the endpoint index) */
     size_t n_hosts;
-    /* the load balancer (upstream/lb.h) */
-    uint32_t *weights; /* load_balancing_weight per host */
-    uint64_t *cum;     /* their running sums, for the random draws */
-    struct lb_rr rr;
+    /* What the upstream manager published (shm/hosts.h), as of `gen`; before
+     * its first publication, every configured host counts as healthy. */
+    struct hosts_cluster *shm;
+    uint64_t gen;
+    struct hosts_plan plan;
+    struct hosts_entry *view; /* the bank's hosts (capacity n_hosts) */
+    uint32_t *bank_to_host;   /* a bank index's host (cluster_rt.hosts index) */
+    uint32_t n_view;
+    struct lb_level levels[HOSTS_MAX_LEVELS];
     struct lb_rng rng;
     struct stats *stats_seg; /* where LEAST_REQUEST reads the hosts' active requests */
     size_t n_active_rq;      /* requests in flight to this cluster from this worker */
+    int bell_fd;             /* the manager's doorbell (outlier thresholds) */
     struct cluster_stats stats;
 };
 
@@ -139,7 +158,13 @@ struct worker {
 
 const char *worker_date(struct worker *w);
 void worker_conn_closed(struct worker *w); /* maybe finish a drain */
-struct host *worker_pick_host(struct worker *w, size_t cluster_index);
+/* A host for a request to the cluster: `hash` (NULL: none) feeds RING_HASH
+ * and MAGLEV and picks the priority level. NULL: no healthy upstream. */
+struct host *worker_pick_host(struct worker *w, size_t cluster_index, const uint64_t *hash);
+/* What came of a request to `h`, for outlier detection: a response status,
+ * or a failure on legate's side (connect failure, reset, timeout). */
+void worker_host_response(struct cluster_rt *cl, struct host *h, int status);
+void worker_host_local_failure(struct cluster_rt *cl, struct host *h);
 /* The cell of upstream_rq_<status> for a cluster (registered on first use). */
 _Atomic uint64_t *worker_rq_code_cell(struct worker *w, struct cluster_stats *st,
                                       const char *cluster, int status);

@@ -79,13 +79,18 @@ static void test_round_robin_cycles_hosts(void **state)
     (void)state;
     struct host hosts[3];
     struct cfg_cluster cfg = {.lb_policy = LB_ROUND_ROBIN};
-    uint32_t weights[3] = {1, 1, 1};
-    struct cluster_rt cl = {.cfg = &cfg, .hosts = hosts, .n_hosts = 3, .weights = weights};
-    assert_int_equal(lb_rr_init(&cl.rr, weights, 3), 0);
+    uint32_t members[3] = {0, 1, 2}, weights[3] = {1, 1, 1};
+    uint64_t cum[3];
+    lb_cumulative(weights, 3, cum);
+    struct cluster_rt cl = {.cfg = &cfg, .hosts = hosts, .n_hosts = 3, .bell_fd = -1};
+    cl.plan.n_levels = 1;
+    cl.plan.load[0] = 100;
+    cl.levels[0] = (struct lb_level){.members = members, .weights = weights, .cum = cum, .n = 3};
+    assert_int_equal(lb_rr_init(&cl.levels[0].rr, weights, 3), 0);
     struct worker w = {.clusters = &cl, .n_clusters = 1};
     int counts[3] = {0};
     for (int i = 0; i < 300; i++) {
-        struct host *h = worker_pick_host(&w, 0);
+        struct host *h = worker_pick_host(&w, 0, NULL);
         counts[h - hosts]++;
         if (i < 3)
             assert_ptr_equal(h, &hosts[i]);
@@ -93,12 +98,13 @@ static void test_round_robin_cycles_hosts(void **state)
     assert_int_equal(counts[0], 100);
     assert_int_equal(counts[1], 100);
     assert_int_equal(counts[2], 100);
-    lb_rr_free(&cl.rr);
-    struct cluster_rt empty = {.cfg = &cfg, .hosts = NULL, .n_hosts = 0};
-    assert_int_equal(lb_rr_init(&empty.rr, NULL, 0), 0);
+    lb_rr_free(&cl.levels[0].rr);
+    /* No host at all: "no healthy upstream". */
+    struct cluster_rt empty = {.cfg = &cfg, .hosts = NULL, .n_hosts = 0, .bell_fd = -1};
+    empty.plan.n_levels = 1;
+    empty.plan.none_available = 1;
     w.clusters = &empty;
-    assert_null(worker_pick_host(&w, 0));
-    lb_rr_free(&empty.rr);
+    assert_null(worker_pick_host(&w, 0, NULL));
 }
 
 int main(void)
