@@ -281,6 +281,37 @@ static uint64_t host_stat(const struct stats_view *v, const char *cluster, const
     return row != NULL ? row->value : 0;
 }
 
+/* What the upstream manager published for host `j` of a cluster (its
+ * configured weight and priority, healthy, before the first publication). */
+struct host_state {
+    uint32_t flags, weight, priority;
+};
+
+static struct host_state host_state(const struct cluster_rt *cl, const struct hosts_view *hv,
+                                    size_t j)
+{
+    struct host_state st = {0, cl->hosts[j].ep->weight, cl->hosts[j].ep->priority};
+    for (uint32_t b = 0; hv != NULL && b < hv->n_hosts; b++)
+        if (hv->hosts[b].live == j) {
+            st.flags = hv->hosts[b].flags;
+            st.weight = hv->hosts[b].weight;
+            st.priority = hv->hosts[b].priority;
+        }
+    return st;
+}
+
+/* A copy of cluster `cl`'s host table, or NULL before the first publication. */
+static struct hosts_view *read_host_table(const struct cluster_rt *cl, struct hosts_view *hv)
+{
+    if (cl->shm == NULL || hosts_generation(cl->shm) == 0)
+        return NULL;
+    hv->hosts = calloc(hosts_capacity(cl->shm), sizeof(*hv->hosts));
+    if (hv->hosts == NULL)
+        return NULL;
+    hosts_read(cl->shm, hv);
+    return hv;
+}
+
 static void clusters_text(struct admin_request *r, const struct stats_view *v)
 {
     struct buf *b = r->body;
@@ -295,17 +326,24 @@ static void clusters_text(struct admin_request *r, const struct stats_view *v)
         buf_printf(b, "%s::default_priority::max_requests::%u\n", c, cb->max_requests);
         buf_printf(b, "%s::default_priority::max_retries::%u\n", c, cb->max_retries);
         buf_printf(b, "%s::added_via_api::false\n", c);
+        struct hosts_view hv_store;
+        struct hosts_view *hv = read_host_table(cl, &hv_store);
         for (size_t j = 0; j < cl->n_hosts; j++) {
             const char *h = cl->hosts[j].name;
+            struct host_state hs = host_state(cl, hv, j);
+            char flags[160];
+            host_flags_text(hs.flags, flags, sizeof(flags));
             for (size_t k = 0; k < N_HOST_STATS; k++)
                 buf_printf(b, "%s::%s::%s::%llu\n", c, h, host_stat_names[k],
                            (unsigned long long)host_stat(v, c, h, host_stat_names[k]));
             buf_printf(b, "%s::%s::hostname::\n", c, h);
-            buf_printf(b, "%s::%s::health_flags::healthy\n", c, h);
-            buf_printf(b, "%s::%s::weight::1\n", c, h);
-            buf_printf(b, "%s::%s::priority::0\n", c, h);
+            buf_printf(b, "%s::%s::health_flags::%s\n", c, h, flags);
+            buf_printf(b, "%s::%s::weight::%u\n", c, h, hs.weight);
+            buf_printf(b, "%s::%s::priority::%u\n", c, h, hs.priority);
             buf_printf(b, "%s::%s::success_rate::-1\n", c, h);
         }
+        if (hv != NULL)
+            free(hv->hosts);
     }
 }
 
@@ -326,8 +364,11 @@ static void clusters_json(struct admin_request *r, const struct stats_view *v)
         buf_printf(b, "%s{\"name\":", i ? "," : "");
         json_append_string(b, c, strlen(c));
         buf_printf(b, ",\"added_via_api\":false,\"host_statuses\":[");
+        struct hosts_view hv_store;
+        struct hosts_view *hv = read_host_table(cl, &hv_store);
         for (size_t j = 0; j < cl->n_hosts; j++) {
             const char *h = cl->hosts[j].name;
+            struct host_state hs = host_state(cl, hv, j);
             buf_printf(b, "%s{\"address\":", j ? "," : "");
             json_socket_address(b, &cl->hosts[j].ep->addr);
             buf_printf(b, ",\"stats\":[");
@@ -336,9 +377,20 @@ static void clusters_json(struct admin_request *r, const struct stats_view *v)
                            k ? "," : "", host_stat_names[k],
                            (unsigned long long)host_stat(v, c, h, host_stat_names[k]),
                            strstr(host_stat_names[k], "active") ? "GAUGE" : "COUNTER");
-            buf_printf(b, "],\"health_status\":{\"eds_health_status\":\"HEALTHY\"},"
-                          "\"weight\":1,\"priority\":0}");
+            buf_printf(b, "],\"health_status\":{\"eds_health_status\":\"%s\"",
+                       hs.flags & HOST_FAILED_EDS_HEALTH     ? "UNHEALTHY"
+                       : hs.flags & HOST_DEGRADED_EDS_HEALTH ? "DEGRADED"
+                                                             : "HEALTHY");
+            if (hs.flags & HOST_FAILED_ACTIVE_HC)
+                buf_printf(b, ",\"failed_active_health_check\":true");
+            if (hs.flags & HOST_FAILED_OUTLIER_CHECK)
+                buf_printf(b, ",\"failed_outlier_check\":true");
+            if (hs.flags & HOST_PENDING_DYNAMIC_REMOVAL)
+                buf_printf(b, ",\"pending_dynamic_removal\":true");
+            buf_printf(b, "},\"weight\":%u,\"priority\":%u}", hs.weight, hs.priority);
         }
+        if (hv != NULL)
+            free(hv->hosts);
         buf_printf(b, "]}");
     }
     buf_printf(b, "]}\n");

@@ -744,7 +744,8 @@ class Legate:
 class Upstream:
     """upstream.py as a subprocess on a free port."""
 
-    def __init__(self, name="upstream"):
+    def __init__(self, name="upstream", port=0):
+        self.want_port = port  # 0: any free one; a port: start again where a killed one was
         self.dir = new_tmpdir(name)
         self.stats_file = os.path.join(self.dir, "stats.json")
         self.log_path = os.path.join(self.dir, "upstream.log")
@@ -757,7 +758,7 @@ class Upstream:
     def start(self, timeout=10.0):
         self._logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [PYTHON, UPSTREAM_PY, "--port", "0", "--stats-file", self.stats_file],
+            [PYTHON, UPSTREAM_PY, "--port", str(self.want_port), "--stats-file", self.stats_file],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._logf,
             start_new_session=True)
         _live_objects.append(self)
@@ -794,6 +795,16 @@ class Upstream:
         if r.status != 200:
             raise AssertionError("upstream /stats answered %r" % r.status)
         return json.loads(r.body)
+
+    def control(self, path):
+        """A control request (not counted), e.g. /control/fail?code=503."""
+        with RawConnection(self.port, timeout=5) as c:
+            c.send(("GET %s HTTP/1.1\r\nHost: upstream\r\nConnection: close\r\n\r\n"
+                    % path).encode())
+            r = c.read_response()
+        if r.status != 200:
+            raise AssertionError("upstream %s answered %r" % (path, r.status))
+        return r
 
     def stop(self, timeout=5.0):
         if self.proc and self.proc.poll() is None:

@@ -31,6 +31,8 @@ Behaviour by path (query parameters are knobs):
                           given), 200 JSON {"bytes": n, "sha256": hex}
   /status?code=N          that status
   /stats[?since=SEQ]      JSON counters (see Stats.snapshot); not counted itself
+  /control/fail?code=N    from now on every request (but control ones) answers N, as
+                          a sick host would; code=0 makes it well again
   anything else           200 "path=<target>\\n"
 
 Every response carries X-Upstream-Conn (connection id) and X-Upstream-Seq
@@ -58,7 +60,8 @@ MAX_HEAD = 1 << 20          # refuse request heads over 1 MiB
 RECV_SIZE = 1 << 20
 HEADS_KEPT = 2000           # raw heads remembered (most recent)
 HEAD_KEPT_BYTES = 16384     # each truncated to this many bytes
-CONTROL_PATHS = ("/stats",)
+CONTROL_PATHS = ("/stats", "/control/fail")
+FORCED = {"status": 0}  # /control/fail?code=N: every other request answers N (0: normal)
 
 
 class BodyGen:
@@ -118,6 +121,7 @@ class Stats:
         self.accepted = 0            # every accepted TCP connection
         self.control_conns = 0       # connections whose first request was a control path
         self.requests = 0            # complete non-control requests (head + whole body read)
+        self.hc_requests = 0         # health checks (User-Agent: Envoy/HC), not in requests
         self.heads = 0               # non-control request heads received (complete or not)
         self.bad_requests = 0        # unparseable non-control heads
         self.incomplete = 0          # heads whose body never fully arrived
@@ -135,6 +139,7 @@ class Stats:
                 "connections": self.accepted - self.control_conns,
                 "control_connections": self.control_conns,
                 "requests": self.requests,
+                "hc_requests": self.hc_requests,
                 "heads_total": self.heads,
                 "bad_requests": self.bad_requests,
                 "incomplete": self.incomplete,
@@ -395,7 +400,7 @@ def handle(conn, req, seq):
                 ahead = n / rate - (time.monotonic() - t0)
                 if ahead > 0:
                     time.sleep(ahead)
-        body_done(conn)
+        body_done(conn, req)
         simple(conn, req, seq, 200, json.dumps({"bytes": n, "sha256": h.hexdigest()}),
                "application/json", ka)
         return ka
@@ -413,9 +418,12 @@ def handle(conn, req, seq):
         return False
 
     n, sha = consume_body(conn, req)
-    body_done(conn)
+    body_done(conn, req)
 
-    if path == "/fixed":
+    if FORCED["status"]:
+        code = FORCED["status"]
+        simple(conn, req, seq, code, "forced %d\n" % code, keep_alive=ka)
+    elif path == "/fixed":
         simple(conn, req, seq, 200, "fixed\n", keep_alive=ka)
         if qint(req, "then_close_ms", 0) > 0:
             # A keep-alive answer, then the upstream closes the idle connection
@@ -517,15 +525,23 @@ def handle(conn, req, seq):
     return ka
 
 
-def body_done(conn):
+def body_done(conn, req=None):
     if conn.control is not True:
+        hc = req is not None and any(k.lower() == "user-agent" and v == "Envoy/HC"
+                                     for k, v in req.headers)
         with STATS.lock:
-            STATS.requests += 1
+            if hc:
+                STATS.hc_requests += 1
+            else:
+                STATS.requests += 1
             STATS.dirty = True
 
 
 def serve_control(conn, req):
-    if req.path == "/stats":
+    if req.path == "/control/fail":
+        FORCED["status"] = int(req.query.get("code") or 0)
+        simple(conn, req, 0, 200, "forced=%d\n" % FORCED["status"], keep_alive=req.keep_alive)
+    elif req.path == "/stats":
         since = req.query.get("since")
         snap = STATS.snapshot(int(since) if since not in (None, "") else None)
         simple(conn, req, 0, 200, json.dumps(snap), "application/json", req.keep_alive)
