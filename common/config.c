@@ -623,10 +623,38 @@ static int scan_enum(struct loader *ld, const yaml_node_t *node, const struct en
 /* What an Address walk fills: the address and what the walk saw. */
 struct addr_ctx {
     struct cfg_addr *addr;
-    uint64_t min_port; /* 0 for listeners and admin, 1 for upstream endpoints */
+    uint64_t min_port;   /* 0 for listeners and admin, 1 for upstream endpoints */
+    bool allow_hostname; /* an endpoint's: DNS clusters resolve names */
     bool have_ip;
     bool have_port;
+    bool hostname;             /* the address was a DNS name */
+    struct cfg_mark name_mark; /* where */
 };
+
+/* RFC 1123 host name syntax: dot-separated labels of letters, digits and
+ * hyphens, not starting or ending with a hyphen; 253 characters at most. */
+static bool is_dns_name(const char *s)
+{
+    size_t len = strlen(s), label = 0;
+    if (len > 0 && s[len - 1] == '.')
+        len--; /* fully qualified */
+    if (len == 0 || len > 253)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '.') {
+            if (label == 0 || s[i - 1] == '-')
+                return false;
+            label = 0;
+        } else if (isalnum((unsigned char)c) || (c == '-' && label > 0)) {
+            if (++label > 63)
+                return false;
+        } else {
+            return false;
+        }
+    }
+    return label > 0 && s[len - 1] != '-';
+}
 
 static int set_ip(struct loader *ld, const yaml_node_t *node, void *slot)
 {
@@ -648,9 +676,12 @@ static int set_ip(struct loader *ld, const yaml_node_t *node, void *slot)
         sin6->sin6_family = AF_INET6;
         sin6->sin6_addr = v6;
         addr->sslen = sizeof *sin6;
+    } else if (ctx->allow_hostname && is_dns_name(addr->address)) {
+        ctx->hostname = true; /* resolved by the upstream manager (STRICT_DNS, LOGICAL_DNS) */
+        ctx->name_mark = mark_of(node);
     } else {
         report(ld, node, "\"%.60s\" must be a numeric IP address%s", addr->address,
-               ctx->min_port ? " (DNS clusters are not implemented yet)" : "");
+               ctx->allow_hostname ? " or a host name" : "");
         return -1;
     }
     ctx->have_ip = true;
@@ -707,7 +738,7 @@ static int parse_socket_address(struct loader *ld, const yaml_node_t *node, void
         return -1;
     if (ctx->addr->ss.ss_family == AF_INET)
         ((struct sockaddr_in *)&ctx->addr->ss)->sin_port = htons(ctx->addr->port);
-    else
+    else if (ctx->addr->ss.ss_family == AF_INET6)
         ((struct sockaddr_in6 *)&ctx->addr->ss)->sin6_port = htons(ctx->addr->port);
     return 0;
 }
@@ -1775,9 +1806,12 @@ static int set_cluster_name(struct loader *ld, const yaml_node_t *node, void *sl
 static int set_cluster_type(struct loader *ld, const yaml_node_t *node, void *slot)
 {
     static const struct enum_name types[] = {
-        {"STATIC", CLUSTER_STATIC, true}, {"STRICT_DNS", -1, false},
-        {"LOGICAL_DNS", -1, false},       {"EDS", -1, false},
-        {"ORIGINAL_DST", -1, false},      {NULL, 0, false},
+        {"STATIC", CLUSTER_STATIC, true},
+        {"STRICT_DNS", CLUSTER_STRICT_DNS, true},
+        {"LOGICAL_DNS", CLUSTER_LOGICAL_DNS, true},
+        {"EDS", CLUSTER_EDS, true},
+        {"ORIGINAL_DST", -1, false},
+        {NULL, 0, false},
     };
     int type;
     if (scan_enum(ld, node, types, &type) < 0)
@@ -1818,18 +1852,23 @@ static int set_connect_timeout(struct loader *ld, const yaml_node_t *node, void 
     return 0;
 }
 
+/* An endpoint's address: numeric, or (checked against the cluster's type once
+ * it is known) a DNS name. */
 static int parse_endpoint_address(struct loader *ld, const yaml_node_t *node, void *slot)
 {
-    return load_address(ld, node, slot, 1);
+    struct cfg_endpoint *ep = slot;
+    struct addr_ctx ctx = {.addr = &ep->addr, .min_port = 1, .allow_hostname = true};
+    int rc = walk_map(ld, node, &address_schema, &ctx, NULL);
+    ep->hostname = ctx.hostname;
+    if (ctx.hostname)
+        ep->addr.mark = ctx.name_mark; /* a check against the cluster's type points here */
+    return rc;
 }
 
 static const struct schema endpoint_schema = {
     .fields =
         (const struct field[]){
-            {.name = "address",
-             .parse = parse_endpoint_address,
-             .offset = offsetof(struct cfg_endpoint, addr),
-             .required = true},
+            {.name = "address", .parse = parse_endpoint_address, .offset = 0, .required = true},
             {0},
         },
     .unimplemented = "health_check_config hostname additional_addresses",
@@ -2720,6 +2759,204 @@ static int parse_outlier(struct loader *ld, const yaml_node_t *node, void *slot)
     return walk_map(ld, node, &outlier_schema, &cluster->outlier, NULL);
 }
 
+/* ---- discovery: DNS and EDS ---------------------------------------------------------------- */
+
+static int set_dns_family(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    static const struct enum_name families[] = {
+        {"AUTO", DNS_AUTO, true},       {"V4_ONLY", DNS_V4_ONLY, true},
+        {"V6_ONLY", DNS_V6_ONLY, true}, {"V4_PREFERRED", DNS_V4_PREFERRED, true},
+        {"ALL", DNS_ALL, true},         {NULL, 0, false},
+    };
+    int v;
+    if (scan_enum(ld, node, families, &v) < 0)
+        return -1;
+    *(enum cfg_dns_family *)slot = (enum cfg_dns_family)v;
+    return 0;
+}
+
+/* A list of resolver Addresses (numeric, port optional: 53). */
+static int parse_resolvers(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    struct cfg_cluster *cluster = slot;
+    size_t n;
+    if (expect_list(ld, node, &n) < 0)
+        return -1;
+    struct cfg_addr *grown =
+        reallocarray(cluster->dns_resolvers, cluster->n_dns_resolvers + n + 1, sizeof(*grown));
+    if (grown == NULL) {
+        ld->oom = true;
+        return -1;
+    }
+    cluster->dns_resolvers = grown;
+    for (size_t i = 0; i < n; i++) {
+        size_t saved = path_push_index(ld, i);
+        struct cfg_addr *a = &cluster->dns_resolvers[cluster->n_dns_resolvers++];
+        memset(a, 0, sizeof(*a));
+        if (load_address(ld, list_item(ld, node, i), a, 0) == 0 && a->port == 0) {
+            a->port = 53;
+            if (a->ss.ss_family == AF_INET)
+                ((struct sockaddr_in *)&a->ss)->sin_port = htons(53);
+            else
+                ((struct sockaddr_in6 *)&a->ss)->sin6_port = htons(53);
+        }
+        path_pop(ld, saved);
+    }
+    return 0;
+}
+
+static int skip_bool(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    bool ignored;
+    (void)slot;
+    return set_bool(ld, node, &ignored);
+}
+
+static const struct schema dns_resolver_options_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "use_tcp_for_dns_lookups", .parse = skip_bool},
+            {.name = "no_default_search_domain", .parse = skip_bool},
+            {0},
+        },
+};
+
+static const struct schema cares_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "@type", .parse = skip_type_url},
+            {.name = "resolvers", .parse = parse_resolvers},
+            {.name = "dns_resolver_options", .nested = &dns_resolver_options_schema},
+            {0},
+        },
+    .unimplemented = "use_resolvers_as_fallback filter_unroutable_families udp_max_queries "
+                     "query_timeout_seconds query_tries rotate_nameservers edns0_max_payload_size",
+};
+
+static const struct schema dns_resolver_entry_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "name", .parse = stash_ext_name, .required = true},
+            {.name = "typed_config", .parse = stash_ext_config},
+            {0},
+        },
+};
+
+static const struct extension cares_ext = {
+    .what = "DNS resolver",
+    .entry = &dns_resolver_entry_schema,
+    .name = "envoy.network.dns_resolver.cares",
+    .type_url = "type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3."
+                "CaresDnsResolverConfig",
+    .config = &cares_schema,
+};
+
+static int parse_typed_dns_resolver(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    return load_extension(ld, node, &cares_ext, slot);
+}
+
+/* ConfigSource: only a file (path_config_source, or the older path). */
+static int set_eds_path(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    struct cfg_cluster *cluster = slot;
+    if (set_name(ld, node, &cluster->eds_path) < 0)
+        return -1;
+    if (cluster->eds_path[0] != '/') {
+        report(ld, node, "must be an absolute path");
+        return -1;
+    }
+    return 0;
+}
+
+static int check_watched_directory_path(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    (void)slot;
+    return expect_scalar(ld, node, "a path") ? 0 : -1;
+}
+
+static const struct schema watched_directory_schema = {
+    .fields = (const struct field[]){{.name = "path", .parse = check_watched_directory_path}, {0}},
+};
+
+static const struct schema path_config_source_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "path", .parse = set_eds_path, .required = true},
+            {.name = "watched_directory", .nested = &watched_directory_schema},
+            {0},
+        },
+};
+
+/* A duration legate accepts and has no use for (a file source is read at once). */
+static int check_duration(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    uint64_t ms;
+    (void)slot;
+    return scan_duration(ld, node, &ms);
+}
+
+static int check_api_version(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    static const struct enum_name versions[] = {
+        {"V3", 0, true}, {"AUTO", 0, true}, {"V2", 0, false}, {NULL, 0, false}};
+    int v;
+    (void)slot;
+    return scan_enum(ld, node, versions, &v);
+}
+
+static const struct schema eds_config_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "path_config_source", .nested = &path_config_source_schema},
+            {.name = "path", .parse = set_eds_path},
+            {.name = "resource_api_version", .parse = check_api_version},
+            {.name = "initial_fetch_timeout", .parse = check_duration},
+            {0},
+        },
+    .unimplemented = "api_config_source ads self authorities",
+};
+
+static int parse_eds_config(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    return walk_map(ld, node, &eds_config_schema, slot, NULL);
+}
+
+static const struct schema eds_cluster_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "eds_config", .parse = parse_eds_config},
+            {.name = "service_name",
+             .parse = set_name,
+             .offset = offsetof(struct cfg_cluster, eds_service_name)},
+            {0},
+        },
+};
+
+/* After a cluster's walk: what its type asks of its endpoints. */
+static void check_discovery(struct loader *ld, const yaml_node_t *item, struct cfg_cluster *c)
+{
+    bool dns = c->type == CLUSTER_STRICT_DNS || c->type == CLUSTER_LOGICAL_DNS;
+    for (size_t i = 0; i < c->n_endpoints; i++)
+        if (c->endpoints[i].hostname && !dns)
+            report_at(ld, c->endpoints[i].addr.mark, ld->path,
+                      "endpoint address \"%.100s\" is a host name: a %s cluster needs numeric "
+                      "addresses (STRICT_DNS and LOGICAL_DNS resolve names)",
+                      c->endpoints[i].addr.address, c->type == CLUSTER_EDS ? "EDS" : "STATIC");
+    if (c->type == CLUSTER_LOGICAL_DNS && c->n_endpoints != 1)
+        report(ld, item, "a LOGICAL_DNS cluster has exactly one endpoint (it has %zu)",
+               c->n_endpoints);
+    if (c->type == CLUSTER_STRICT_DNS && c->n_endpoints == 0)
+        report(ld, item, "a STRICT_DNS cluster needs at least one endpoint to resolve");
+    if (c->type == CLUSTER_EDS && c->eds_path == NULL)
+        report(ld, item,
+               "an EDS cluster needs eds_cluster_config.eds_config.path_config_source.path");
+    if (c->type == CLUSTER_EDS && c->n_endpoints > 0)
+        report(ld, item, "an EDS cluster takes its endpoints from its file, not load_assignment");
+    if (c->type != CLUSTER_EDS && c->eds_path != NULL)
+        report(ld, item, "eds_cluster_config needs type: EDS");
+}
+
 static const struct schema cluster_schema = {
     .fields =
         (const struct field[]){
@@ -2742,13 +2979,25 @@ static const struct schema cluster_schema = {
             {.name = "common_lb_config", .nested = &common_lb_schema},
             {.name = "ring_hash_lb_config", .nested = &ring_hash_schema},
             {.name = "maglev_lb_config", .nested = &maglev_schema},
+            {.name = "dns_refresh_rate",
+             .parse = set_positive_duration,
+             .offset = offsetof(struct cfg_cluster, dns_refresh_rate_ms)},
+            {.name = "respect_dns_ttl",
+             .parse = set_bool,
+             .offset = offsetof(struct cfg_cluster, respect_dns_ttl)},
+            {.name = "dns_lookup_family",
+             .parse = set_dns_family,
+             .offset = offsetof(struct cfg_cluster, dns_family)},
+            {.name = "dns_resolvers", .parse = parse_resolvers},
+            {.name = "typed_dns_resolver_config", .parse = parse_typed_dns_resolver},
+            {.name = "eds_cluster_config", .nested = &eds_cluster_schema},
             {0},
         },
-    .unimplemented = "transport_socket_matches alt_stat_name cluster_type eds_cluster_config "
+    .unimplemented = "transport_socket_matches alt_stat_name "
                      "per_connection_buffer_limit_bytes max_requests_per_connection "
-                     "dns_refresh_rate dns_jitter "
-                     "dns_failure_refresh_rate respect_dns_ttl dns_lookup_family dns_resolvers "
-                     "use_tcp_for_dns_lookups dns_resolution_config typed_dns_resolver_config "
+                     "dns_jitter "
+                     "dns_failure_refresh_rate "
+                     "use_tcp_for_dns_lookups dns_resolution_config "
                      "wait_for_warm_on_init cleanup_interval "
                      "upstream_bind_config lb_subset_config "
                      "original_dst_lb_config round_robin_lb_config "
@@ -2791,8 +3040,10 @@ static int parse_clusters(struct loader *ld, const yaml_node_t *node, void *slot
         cluster->maglev_table_size = 65537;
         cluster->mark = mark_of(item);
         ld->cluster_index = i;
-        if (walk_map(ld, item, &cluster_schema, cluster, NULL) == 0 &&
-            cluster->ring_min_size > cluster->ring_max_size)
+        cluster->dns_refresh_rate_ms = 5000;
+        if (walk_map(ld, item, &cluster_schema, cluster, NULL) == 0)
+            check_discovery(ld, item, cluster);
+        if (cluster->ring_min_size > cluster->ring_max_size)
             report(ld, item,
                    "ring_hash_lb_config: minimum_ring_size %" PRIu64
                    " is above maximum_ring_size %" PRIu64,
@@ -3224,6 +3475,11 @@ void config_free(struct config *cfg)
         for (size_t j = 0; j < cluster->n_endpoints; j++)
             free(cluster->endpoints[j].addr.address);
         free(cluster->endpoints);
+        for (size_t j = 0; j < cluster->n_dns_resolvers; j++)
+            free(cluster->dns_resolvers[j].address);
+        free(cluster->dns_resolvers);
+        free(cluster->eds_path);
+        free(cluster->eds_service_name);
         struct cfg_health_check *hc = &cluster->hc;
         free(hc->path);
         free(hc->host);

@@ -107,7 +107,19 @@ struct cfg_listener {
 };
 
 enum cfg_cluster_type {
-    CLUSTER_STATIC, /* type: STATIC (default) */
+    CLUSTER_STATIC,      /* type: STATIC (default) */
+    CLUSTER_STRICT_DNS,  /* every address each name resolves to is a host */
+    CLUSTER_LOGICAL_DNS, /* one host: the first address its one name resolves to */
+    CLUSTER_EDS,         /* hosts from a ClusterLoadAssignment file (eds_cluster_config) */
+};
+
+/* dns_lookup_family */
+enum cfg_dns_family {
+    DNS_AUTO, /* IPv6, else IPv4 (Envoy's AUTO) */
+    DNS_V4_ONLY,
+    DNS_V6_ONLY,
+    DNS_V4_PREFERRED, /* IPv4, else IPv6 */
+    DNS_ALL,          /* both */
 };
 
 enum cfg_lb_policy {
@@ -130,6 +142,7 @@ enum cfg_health_status {
 
 struct cfg_endpoint {
     struct cfg_addr addr;                 /* lb_endpoints[].endpoint.address.socket_address */
+    bool hostname;                        /* addr.address is a DNS name (addr.ss unset) */
     uint32_t weight;                      /* lb_endpoints[].load_balancing_weight (default 1) */
     uint32_t priority;                    /* its locality's priority (default 0) */
     enum cfg_health_status health_status; /* lb_endpoints[].health_status */
@@ -243,9 +256,18 @@ struct cfg_cluster {
     bool ring_murmur;               /* ring_hash_lb_config.hash_function MURMUR_HASH_2 */
     uint64_t maglev_table_size;     /* maglev_lb_config.table_size, a prime (65537) */
     uint32_t max_priority;          /* the highest locality priority used */
-    uint64_t idle_timeout_ms;       /* pooled connections: typed_extension_protocol_options
-                                       HttpProtocolOptions common_http_protocol_options.idle_timeout;
-                                       default 3600000 (Envoy's 1 h); 0 disables */
+    /* STRICT_DNS, LOGICAL_DNS */
+    uint64_t dns_refresh_rate_ms;   /* default 5000 */
+    bool respect_dns_ttl;           /* refresh at the records' TTL instead */
+    enum cfg_dns_family dns_family; /* dns_lookup_family */
+    struct cfg_addr *dns_resolvers; /* dns_resolvers, or typed_dns_resolver_config's */
+    size_t n_dns_resolvers;
+    /* EDS: eds_cluster_config.eds_config.path_config_source.path (or .path) */
+    char *eds_path;
+    char *eds_service_name;   /* eds_cluster_config.service_name (default: the cluster's name) */
+    uint64_t idle_timeout_ms; /* pooled connections: typed_extension_protocol_options
+                                 HttpProtocolOptions common_http_protocol_options.idle_timeout;
+                                 default 3600000 (Envoy's 1 h); 0 disables */
     struct cfg_mark mark;
 };
 

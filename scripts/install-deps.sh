@@ -7,6 +7,8 @@ packages=(
   libhttp-parser-dev                     # HTTP/1 parsing: Debian's http_parser 2.9
   libseccomp-dev libcap-dev              # the children's seccomp filters and capabilities
   libxxhash-dev                          # XXH64 for the hashing load balancers
+  libc-ares-dev                          # asynchronous DNS for STRICT_DNS and LOGICAL_DNS clusters
+  dnsmasq-base                           # a real DNS server for the DNS cluster tests
   clang libclang-rt-14-dev               # the libFuzzer targets (tests/fuzz)
   python3 curl wrk procps                # integration tests and the quickstart
   prometheus                             # promtool checks /stats/prometheus in the tests

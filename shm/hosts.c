@@ -1,6 +1,8 @@
 #include "shm/hosts.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -8,7 +10,7 @@
 #include <unistd.h>
 
 #define HOSTS_MAGIC 0x3154534f48474c00ull /* "\0LGHOST1" */
-#define RING_RESERVE_MAX (1u << 20)       /* ring entries reserved per level (sparse) */
+#define RING_RESERVE_MAX (1u << 18) /* ring entries reserved per level (sparse) */
 
 enum table_kind {
     TABLE_NONE,
@@ -51,6 +53,8 @@ static size_t align64(size_t n)
 
 static uint32_t cluster_capacity(const struct cfg_cluster *cl)
 {
+    if (cl->type != CLUSTER_STATIC)
+        return HOSTS_DYNAMIC_CAP;
     return cl->n_endpoints > 0 ? (uint32_t)cl->n_endpoints : 1;
 }
 
@@ -74,7 +78,9 @@ static void cluster_shape(const struct cfg_cluster *cl, uint32_t *kind, uint64_t
 /* The bytes a cluster takes, and (when `c` is given) its header filled in. */
 static size_t cluster_layout(const struct cfg_cluster *cl, struct hosts_cluster *c)
 {
-    uint32_t cap = cluster_capacity(cl), kind, levels = cl->max_priority + 1;
+    uint32_t cap = cluster_capacity(cl), kind;
+    /* A discovered cluster's priorities are known only when its hosts are. */
+    uint32_t levels = cl->type == CLUSTER_EDS ? HOSTS_MAX_LEVELS : cl->max_priority + 1;
     uint64_t table_cap;
     size_t entry_size;
     cluster_shape(cl, &kind, &table_cap, &entry_size);
@@ -350,4 +356,18 @@ void host_flags_text(uint32_t flags, char *out, size_t cap)
             off += (size_t)snprintf(out + off, cap - off, "%s", names[i].name);
     if (off == 0)
         snprintf(out, cap, "healthy");
+}
+
+void hosts_addr_name(const struct sockaddr_storage *ss, char *out, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+        snprintf(out, cap, "[%s]:%u", ip, ntohs(a->sin6_port));
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+        snprintf(out, cap, "%s:%u", ip, ntohs(a->sin_port));
+    }
 }

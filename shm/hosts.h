@@ -25,6 +25,9 @@
 #include "common/config.h"
 
 #define HOSTS_MAX_LEVELS 16 /* priorities 0..15 */
+/* Hosts a discovered (DNS, EDS) cluster can hold at once; a static one holds
+ * exactly its endpoints. */
+#define HOSTS_DYNAMIC_CAP 256
 
 /* Envoy's health flags, as /clusters prints them. */
 enum host_flag {
@@ -37,6 +40,9 @@ enum host_flag {
 /* A host with any of these is not picked (unless its level panics). */
 #define HOST_UNAVAILABLE                                                                           \
     (HOST_FAILED_ACTIVE_HC | HOST_FAILED_OUTLIER_CHECK | HOST_FAILED_EDS_HEALTH)
+
+/* A host's name: "ip:port", "[ip]:port" for IPv6. */
+void hosts_addr_name(const struct sockaddr_storage *ss, char *out, size_t cap);
 
 /* "/failed_active_hc/failed_outlier_check", or "healthy" for none. */
 void host_flags_text(uint32_t flags, char *out, size_t cap);

@@ -6,9 +6,15 @@
  * request outcomes through the table's live counters, and ring the doorbell
  * when a host's consecutive failures reach a threshold.
  *
- * Discovery is static for now: a cluster's hosts are its configured
- * endpoints, and a host's live slot is its endpoint index. */
+ * Membership comes from discovery: a STATIC cluster's endpoints, what DNS
+ * answers for a STRICT_DNS or LOGICAL_DNS cluster's names, an EDS cluster's
+ * file (read by the supervisor, handed over as a descriptor). Hosts are
+ * matched by address across updates: a kept host keeps its health, its
+ * ejection state and its live slot; a new one takes a free slot (workers
+ * notice the address changed and start afresh). */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +26,7 @@
 #include "common/proc.h"
 #include "common/role.h"
 #include "shm/hosts.h"
+#include "upstream/dns.h"
 #include "upstream/health_check.h"
 #include "upstream/lb.h"
 #include "upstream/outlier.h"
@@ -29,8 +36,11 @@ struct mcluster;
 
 struct mhost {
     struct mcluster *cl;
-    uint32_t index; /* endpoint index, and live slot */
-    const struct cfg_endpoint *ep;
+    uint32_t slot; /* its live slot in the host table */
+    size_t idx;    /* its place in cl->hosts (and cl->od_hosts) */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    uint32_t weight, priority;
     char name[64];
     uint32_t flags;
     struct hc_host *hc;
@@ -39,9 +49,27 @@ struct mhost {
     uint64_t seen_total, seen_success, seen_local_total, seen_local_success;
 };
 
+/* A host as discovery reports it. */
+struct found_host {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    uint32_t weight, priority;
+    enum cfg_health_status status;
+};
+
 struct od_counter_ids {
     int active, total, overflow, enforced_total;
     int enforced[OD_REASONS], detected[OD_REASONS];
+};
+
+/* One name of a DNS cluster and what it resolved to last. */
+struct dns_name {
+    struct mcluster *cl;
+    const struct cfg_endpoint *ep;
+    struct found_host *found;
+    size_t n_found;
+    bool pending;
+    bool answered; /* at least once */
 };
 
 struct mcluster {
@@ -49,15 +77,25 @@ struct mcluster {
     size_t index;
     const struct cfg_cluster *cfg;
     struct hosts_cluster *shm;
-    struct mhost *hosts;
+    uint32_t cap;             /* live slots */
+    bool *slot_used;          /* [cap] */
+    struct hosts_entry *prev; /* a predecessor's last publication (a respawn) */
+    uint32_t n_prev;
+    struct mhost **hosts; /* dense, in publication order */
     size_t n_hosts;
     struct od_detector od;
-    struct od_host *od_hosts;
+    struct od_host *od_hosts;    /* parallel to hosts */
     struct od_stats od_reported; /* what the counters say already */
     struct od_counter_ids od_ids;
     ev_timer od_timer;
+    /* DNS */
+    struct dns_resolver *resolver;
+    struct dns_name *names;
+    size_t n_names;
+    ev_timer dns_timer;
     /* stats */
-    int membership_total, membership_healthy, membership_degraded;
+    int membership_total, membership_healthy, membership_degraded, membership_change;
+    int update_attempt, update_success, update_failure, update_empty;
     int hc_attempt, hc_success, hc_failure, hc_network_failure, hc_healthy;
     int lb_panic_levels; /* gauge: priority levels in panic */
 };
@@ -103,7 +141,7 @@ static uint64_t now_ms(void)
 
 static const char *host_key(const struct mhost *h)
 {
-    return h->name;
+    return h->name; /* Envoy hashes a host's address, "ip:port" */
 }
 
 /* Build level `level`'s hashing table over `members` (indexes into the
@@ -118,8 +156,8 @@ static void build_table(struct mcluster *cl, uint32_t level, const uint32_t *mem
     if (keys == NULL || weights == NULL)
         goto out;
     for (size_t i = 0; i < n; i++) {
-        keys[i] = host_key(&cl->hosts[members[i]]);
-        weights[i] = cl->hosts[members[i]].ep->weight;
+        keys[i] = host_key(cl->hosts[members[i]]);
+        weights[i] = cl->hosts[members[i]]->weight;
     }
     if (cfg->lb_policy == LB_RING_HASH) {
         struct lb_ring ring;
@@ -158,13 +196,16 @@ static void publish(struct mcluster *cl)
 {
     struct manager *m = cl->m;
     uint32_t n_levels = cl->cfg->max_priority + 1;
+    for (size_t i = 0; i < cl->n_hosts; i++)
+        if (cl->hosts[i]->priority + 1 > n_levels)
+            n_levels = cl->hosts[i]->priority + 1;
     struct prio_level levels[PRIO_MAX_LEVELS] = {{0, 0}};
     size_t healthy = 0, degraded = 0;
     for (size_t i = 0; i < cl->n_hosts; i++) {
-        const struct mhost *h = &cl->hosts[i];
-        levels[h->ep->priority].hosts++;
+        const struct mhost *h = cl->hosts[i];
+        levels[h->priority].hosts++;
         if (!(h->flags & HOST_UNAVAILABLE)) {
-            levels[h->ep->priority].healthy++;
+            levels[h->priority].healthy++;
             healthy++;
         }
         if (h->flags & HOST_DEGRADED_EDS_HEALTH)
@@ -189,14 +230,14 @@ static void publish(struct mcluster *cl)
     if (members == NULL)
         log_fatal("out of memory");
     for (size_t i = 0; i < cl->n_hosts; i++) {
-        const struct mhost *h = &cl->hosts[i];
+        const struct mhost *h = cl->hosts[i];
         memset(&e[i], 0, sizeof(e[i]));
-        e[i].live = h->index;
-        e[i].weight = h->ep->weight;
-        e[i].priority = h->ep->priority;
+        e[i].live = h->slot;
+        e[i].weight = h->weight;
+        e[i].priority = h->priority;
         e[i].flags = h->flags;
-        memcpy(&e[i].addr, &h->ep->addr.ss, h->ep->addr.sslen);
-        e[i].addrlen = h->ep->addr.sslen;
+        memcpy(&e[i].addr, &h->addr, h->addrlen);
+        e[i].addrlen = h->addrlen;
         snprintf(e[i].name, sizeof(e[i].name), "%s", h->name);
     }
     /* The tables cover what a level balances over: its available hosts, or
@@ -204,8 +245,8 @@ static void publish(struct mcluster *cl)
     for (uint32_t l = 0; l < n_levels; l++) {
         size_t n = 0;
         for (size_t i = 0; i < cl->n_hosts; i++)
-            if (cl->hosts[i].ep->priority == l &&
-                (plan.panic[l] || !(cl->hosts[i].flags & HOST_UNAVAILABLE)))
+            if (cl->hosts[i]->priority == l &&
+                (plan.panic[l] || !(cl->hosts[i]->flags & HOST_UNAVAILABLE)))
                 members[n++] = (uint32_t)i;
         build_table(cl, l, members, n);
     }
@@ -219,11 +260,11 @@ static void publish(struct mcluster *cl)
     if (cl->cfg->hc.enabled) {
         size_t hc_healthy = 0;
         for (size_t i = 0; i < cl->n_hosts; i++)
-            hc_healthy += !(cl->hosts[i].flags & HOST_FAILED_ACTIVE_HC);
+            hc_healthy += !(cl->hosts[i]->flags & HOST_FAILED_ACTIVE_HC);
         gauge(m, cl->hc_healthy, (int64_t)hc_healthy);
     }
     for (size_t i = 0; i < cl->n_hosts; i++)
-        gauge(m, cl->hosts[i].flags_id, cl->hosts[i].flags);
+        gauge(m, cl->hosts[i]->flags_id, cl->hosts[i]->flags);
 }
 
 static void set_flag(struct mhost *h, uint32_t flag, bool on, const char *why)
@@ -295,7 +336,7 @@ static void reset_consecutive(struct hosts_live *lv)
 
 static void od_apply(struct mcluster *cl, size_t i, const char *why)
 {
-    struct mhost *h = &cl->hosts[i];
+    struct mhost *h = cl->hosts[i];
     set_flag(h, HOST_FAILED_OUTLIER_CHECK, cl->od_hosts[i].ejected, why);
 }
 
@@ -304,7 +345,7 @@ static void od_scan_consecutive(struct mcluster *cl)
 {
     const struct cfg_outlier *o = &cl->cfg->outlier;
     for (size_t i = 0; i < cl->n_hosts; i++) {
-        struct hosts_live *lv = hosts_live(cl->shm, cl->hosts[i].index);
+        struct hosts_live *lv = hosts_live(cl->shm, cl->hosts[i]->slot);
         if (lv == NULL || cl->od_hosts[i].ejected)
             continue;
         struct {
@@ -357,7 +398,7 @@ static void od_changed(void *ctx, size_t host)
 {
     struct mcluster *cl = ctx;
     if (!cl->od_hosts[host].ejected) {
-        struct hosts_live *lv = hosts_live(cl->shm, cl->hosts[host].index);
+        struct hosts_live *lv = hosts_live(cl->shm, cl->hosts[host]->slot);
         if (lv != NULL)
             reset_consecutive(lv);
     }
@@ -370,8 +411,8 @@ static void on_od_interval(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     struct mcluster *cl = t->data;
     for (size_t i = 0; i < cl->n_hosts; i++) {
-        struct mhost *h = &cl->hosts[i];
-        struct hosts_live *lv = hosts_live(cl->shm, h->index);
+        struct mhost *h = cl->hosts[i];
+        struct hosts_live *lv = hosts_live(cl->shm, h->slot);
         if (lv == NULL)
             continue;
         uint64_t total = atomic_load(&lv->total), success = atomic_load(&lv->success);
@@ -391,36 +432,289 @@ static void on_od_interval(struct ev_loop *loop, ev_timer *t, int revents)
     report_od_stats(cl);
 }
 
-/* --- set-up -------------------------------------------------------------------------------- */
+/* --- membership ---------------------------------------------------------------------------- */
 
-static void host_name(const struct cfg_endpoint *ep, char *out, size_t cap)
+static uint32_t flags_from_status(enum cfg_health_status st)
 {
-    if (ep->addr.ss.ss_family == AF_INET6)
-        snprintf(out, cap, "[%s]:%u", ep->addr.address, ep->addr.port);
-    else
-        snprintf(out, cap, "%s:%u", ep->addr.address, ep->addr.port);
-}
-
-static uint32_t flags_from_config(const struct cfg_cluster *cfg, const struct cfg_endpoint *ep)
-{
-    uint32_t f = 0;
-    /* As Envoy: a host with an active check is out until its first check passes. */
-    if (cfg->hc.enabled)
-        f |= HOST_FAILED_ACTIVE_HC;
-    switch (ep->health_status) {
+    switch (st) {
     case HEALTH_STATUS_UNHEALTHY:
     case HEALTH_STATUS_DRAINING:
     case HEALTH_STATUS_TIMEOUT:
-        f |= HOST_FAILED_EDS_HEALTH;
-        break;
+        return HOST_FAILED_EDS_HEALTH;
     case HEALTH_STATUS_DEGRADED:
-        f |= HOST_DEGRADED_EDS_HEALTH;
-        break;
+        return HOST_DEGRADED_EDS_HEALTH;
     default:
-        break;
+        return 0;
     }
-    return f;
 }
+
+static bool same_addr(const struct sockaddr_storage *a, socklen_t alen,
+                      const struct sockaddr_storage *b, socklen_t blen)
+{
+    return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+/* The slot a new host takes: its own from a predecessor's table if free (so
+ * that workers keep their connections across a manager respawn), else the
+ * lowest free one. UINT32_MAX: the cluster is full. */
+static uint32_t take_slot(struct mcluster *cl, const struct found_host *f)
+{
+    for (uint32_t b = 0; b < cl->n_prev; b++)
+        if (cl->prev[b].live < cl->cap && !cl->slot_used[cl->prev[b].live] &&
+            same_addr(&cl->prev[b].addr, (socklen_t)cl->prev[b].addrlen, &f->addr, f->addrlen)) {
+            cl->slot_used[cl->prev[b].live] = true;
+            return cl->prev[b].live;
+        }
+    for (uint32_t k = 0; k < cl->cap; k++)
+        if (!cl->slot_used[k]) {
+            cl->slot_used[k] = true;
+            return k;
+        }
+    return UINT32_MAX;
+}
+
+/* What a predecessor knew of this address (respawn): its active-check verdict. */
+static bool prev_flags(const struct mcluster *cl, const struct found_host *f, uint32_t *flags)
+{
+    for (uint32_t b = 0; b < cl->n_prev; b++)
+        if (same_addr(&cl->prev[b].addr, (socklen_t)cl->prev[b].addrlen, &f->addr, f->addrlen)) {
+            *flags = cl->prev[b].flags;
+            return true;
+        }
+    return false;
+}
+
+static struct mhost *host_add(struct mcluster *cl, const struct found_host *f)
+{
+    struct manager *m = cl->m;
+    uint32_t slot = take_slot(cl, f);
+    char name[64];
+    hosts_addr_name(&f->addr, name, sizeof(name));
+    if (slot == UINT32_MAX) {
+        log_error("cluster %s: more than %u hosts; %s left out", cl->cfg->name, cl->cap, name);
+        return NULL;
+    }
+    struct mhost *h = calloc(1, sizeof(*h));
+    if (h == NULL)
+        log_fatal("out of memory");
+    h->cl = cl;
+    h->slot = slot;
+    memcpy(&h->addr, &f->addr, f->addrlen);
+    h->addrlen = f->addrlen;
+    h->weight = f->weight;
+    h->priority = f->priority;
+    snprintf(h->name, sizeof(h->name), "%s", name);
+    h->flags = flags_from_status(f->status);
+    /* As Envoy: a host with an active check is out until its first check
+     * passes; a respawned manager keeps its predecessor's verdict. */
+    uint32_t before;
+    if (cl->cfg->hc.enabled)
+        h->flags |=
+            prev_flags(cl, f, &before) ? (before & HOST_FAILED_ACTIVE_HC) : HOST_FAILED_ACTIVE_HC;
+    h->flags_id = -1;
+    if (m->ctx->stats != NULL) {
+        char stat[512];
+        snprintf(stat, sizeof(stat), "cluster.%s.host.%s.health_flags", cl->cfg->name, h->name);
+        h->flags_id = stats_register_flags(m->ctx->stats, stat, STAT_GAUGE, STAT_FLAG_HOST);
+    }
+    struct hosts_live *lv = hosts_live(cl->shm, slot);
+    if (lv != NULL) {
+        reset_consecutive(lv);
+        h->seen_total = atomic_load(&lv->total);
+        h->seen_success = atomic_load(&lv->success);
+        h->seen_local_total = atomic_load(&lv->local_total);
+        h->seen_local_success = atomic_load(&lv->local_success);
+    }
+    if (cl->cfg->hc.enabled && m->loop != NULL) {
+        uint64_t seed;
+        if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+            seed = proc_now_ns() + slot;
+        h->hc =
+            hc_host_start(m->loop, &cl->cfg->hc, cl->cfg->name, (const struct sockaddr *)&h->addr,
+                          h->addrlen, &hc_callbacks, h, seed);
+        if (h->hc == NULL)
+            log_fatal("out of memory starting health checks");
+    }
+    return h;
+}
+
+static void host_remove(struct mcluster *cl, struct mhost *h)
+{
+    hc_host_stop(h->hc);
+    gauge(cl->m, h->flags_id, HOST_PENDING_DYNAMIC_REMOVAL);
+    cl->slot_used[h->slot] = false;
+    free(h);
+}
+
+/* Discovery's new list: keep, update, add and remove by address, then publish. */
+static void membership_set(struct mcluster *cl, const struct found_host *found, size_t n)
+{
+    struct mhost **hosts = calloc(cl->cap ? cl->cap : 1, sizeof(*hosts));
+    struct od_host *od = calloc(cl->cap ? cl->cap : 1, sizeof(*od));
+    bool *kept = calloc(cl->n_hosts ? cl->n_hosts : 1, sizeof(*kept));
+    if (hosts == NULL || od == NULL || kept == NULL)
+        log_fatal("out of memory");
+    size_t n_new = 0, added = 0, removed = 0;
+    bool changed = false;
+    for (size_t i = 0; i < n && n_new < cl->cap; i++) {
+        const struct found_host *f = &found[i];
+        struct mhost *h = NULL;
+        for (size_t k = 0; k < cl->n_hosts && h == NULL; k++)
+            if (!kept[k] &&
+                same_addr(&cl->hosts[k]->addr, cl->hosts[k]->addrlen, &f->addr, f->addrlen)) {
+                h = cl->hosts[k];
+                kept[k] = true;
+                od[n_new] = cl->od_hosts[k];
+            }
+        for (size_t k = 0; k < n_new && h == NULL; k++) /* listed twice: once is enough */
+            if (same_addr(&hosts[k]->addr, hosts[k]->addrlen, &f->addr, f->addrlen))
+                goto next;
+        if (h == NULL) {
+            h = host_add(cl, f);
+            if (h == NULL)
+                continue;
+            memset(&od[n_new], 0, sizeof(od[n_new]));
+            added++;
+        } else {
+            uint32_t eds = flags_from_status(f->status);
+            if (h->weight != f->weight || h->priority != f->priority ||
+                (h->flags & (HOST_FAILED_EDS_HEALTH | HOST_DEGRADED_EDS_HEALTH)) != eds)
+                changed = true;
+            h->weight = f->weight;
+            h->priority = f->priority;
+            h->flags = (h->flags & ~(HOST_FAILED_EDS_HEALTH | HOST_DEGRADED_EDS_HEALTH)) | eds;
+        }
+        h->idx = n_new;
+        hosts[n_new++] = h;
+    next:;
+    }
+    for (size_t k = 0; k < cl->n_hosts; k++)
+        if (!kept[k]) {
+            log_info("cluster %s: host %s removed", cl->cfg->name, cl->hosts[k]->name);
+            host_remove(cl, cl->hosts[k]);
+            removed++;
+        }
+    for (size_t k = 0; k < n_new; k++)
+        if (k >= cl->n_hosts || hosts[k] != cl->hosts[k])
+            changed = true;
+    free(kept);
+    free(cl->hosts);
+    free(cl->od_hosts);
+    cl->hosts = hosts;
+    cl->od_hosts = od;
+    cl->n_hosts = n_new;
+    if (cl->cfg->outlier.enabled)
+        od_set_hosts(&cl->od, cl->od_hosts, cl->n_hosts);
+    if (added > 0 || removed > 0)
+        log_info("cluster %s: %zu hosts (%zu added, %zu removed)", cl->cfg->name, n_new, added,
+                 removed);
+    if (added > 0 || removed > 0 || changed)
+        inc(cl->m, cl->membership_change, 1);
+    publish(cl);
+}
+
+/* --- DNS ---------------------------------------------------------------------------------- */
+
+static void dns_start_round(struct mcluster *cl);
+
+/* Every name's latest answer, together, is the membership. */
+static void dns_apply(struct mcluster *cl)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < cl->n_names; i++)
+        total += cl->names[i].n_found;
+    struct found_host *all = calloc(total ? total : 1, sizeof(*all));
+    if (all == NULL)
+        log_fatal("out of memory");
+    size_t n = 0;
+    for (size_t i = 0; i < cl->n_names; i++)
+        for (size_t k = 0; k < cl->names[i].n_found; k++)
+            all[n++] = cl->names[i].found[k];
+    membership_set(cl, all, n);
+    free(all);
+}
+
+static void dns_on_answer(void *arg, const struct dns_answer *a)
+{
+    struct dns_name *dn = arg;
+    struct mcluster *cl = dn->cl;
+    if (a->cancelled)
+        return;
+    dn->pending = false;
+    inc(cl->m, cl->update_attempt, 1);
+    if (a->status != 0) {
+        /* Keep the last answer: a resolver hiccup must not empty a cluster. */
+        inc(cl->m, cl->update_failure, 1);
+        log_warn("cluster %s: resolving %s: %s (keeping %zu addresses)", cl->cfg->name,
+                 dn->ep->addr.address, a->error, dn->n_found);
+    } else {
+        inc(cl->m, cl->update_success, 1);
+        size_t keep = cl->cfg->type == CLUSTER_LOGICAL_DNS ? 1 : a->n;
+        struct found_host *found = calloc(keep ? keep : 1, sizeof(*found));
+        if (found == NULL)
+            log_fatal("out of memory");
+        for (size_t k = 0; k < keep; k++) {
+            found[k].addr = a->addrs[k];
+            found[k].addrlen = a->lens[k];
+            if (a->addrs[k].ss_family == AF_INET6)
+                ((struct sockaddr_in6 *)&found[k].addr)->sin6_port = htons(dn->ep->addr.port);
+            else
+                ((struct sockaddr_in *)&found[k].addr)->sin_port = htons(dn->ep->addr.port);
+            found[k].weight = dn->ep->weight;
+            found[k].priority = dn->ep->priority;
+            found[k].status = dn->ep->health_status;
+        }
+        free(dn->found);
+        dn->found = found;
+        dn->n_found = keep;
+        dn->answered = true;
+        if (cl->cfg->respect_dns_ttl && a->min_ttl > 0) {
+            /* the next round when the first record expires */
+            double ttl = (double)a->min_ttl;
+            if (ev_timer_remaining(cl->m->loop, &cl->dns_timer) > ttl)
+                timer_rearm(cl->m->loop, &cl->dns_timer, ttl);
+        }
+    }
+    dns_apply(cl);
+}
+
+static void dns_start_round(struct mcluster *cl)
+{
+    for (size_t i = 0; i < cl->n_names; i++) {
+        struct dns_name *dn = &cl->names[i];
+        if (dn->pending)
+            continue;
+        if (!dn->ep->hostname) {
+            /* A numeric address in a DNS cluster: nothing to ask. */
+            if (!dn->answered) {
+                dn->found = calloc(1, sizeof(*dn->found));
+                if (dn->found == NULL)
+                    log_fatal("out of memory");
+                dn->found->addr = dn->ep->addr.ss;
+                dn->found->addrlen = dn->ep->addr.sslen;
+                dn->found->weight = dn->ep->weight;
+                dn->found->priority = dn->ep->priority;
+                dn->found->status = dn->ep->health_status;
+                dn->n_found = 1;
+                dn->answered = true;
+                dns_apply(cl);
+            }
+            continue;
+        }
+        dn->pending = true;
+        dns_resolve(cl->resolver, dn->ep->addr.address, cl->cfg->dns_family, dns_on_answer, dn);
+    }
+}
+
+static void on_dns_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct mcluster *cl = t->data;
+    timer_rearm(loop, t, (double)cl->cfg->dns_refresh_rate_ms / 1000.0);
+    dns_start_round(cl);
+}
+
+/* --- set-up -------------------------------------------------------------------------------- */
 
 static void setup_cluster(struct manager *m, struct mcluster *cl, size_t index)
 {
@@ -431,25 +725,29 @@ static void setup_cluster(struct manager *m, struct mcluster *cl, size_t index)
     cl->shm = hosts_cluster(m->ctx->hosts, index);
     if (cl->shm == NULL)
         log_fatal("the host table has no cluster %zu", index);
-    cl->n_hosts = cfg->n_endpoints;
-    cl->hosts = calloc(cl->n_hosts ? cl->n_hosts : 1, sizeof(*cl->hosts));
-    cl->od_hosts = calloc(cl->n_hosts ? cl->n_hosts : 1, sizeof(*cl->od_hosts));
-    if (cl->hosts == NULL || cl->od_hosts == NULL)
+    cl->cap = hosts_capacity(cl->shm);
+    cl->slot_used = calloc(cl->cap, sizeof(*cl->slot_used));
+    cl->prev = calloc(cl->cap, sizeof(*cl->prev));
+    if (cl->slot_used == NULL || cl->prev == NULL)
         log_fatal("out of memory");
-
     /* A respawned manager starts from what its predecessor published. */
-    struct hosts_entry *prev = calloc(hosts_capacity(cl->shm), sizeof(*prev));
-    struct hosts_view view = {.hosts = prev};
-    if (prev == NULL)
-        log_fatal("out of memory");
-    bool have_prev = hosts_generation(cl->shm) > 0;
-    if (have_prev)
+    if (hosts_generation(cl->shm) > 0) {
+        struct hosts_view view = {.hosts = cl->prev};
         hosts_read(cl->shm, &view);
+        cl->n_prev = view.n_hosts;
+    }
 
     cl->membership_total = reg(m, cfg->name, "membership_total", STAT_GAUGE);
     cl->membership_healthy = reg(m, cfg->name, "membership_healthy", STAT_GAUGE);
     cl->membership_degraded = reg(m, cfg->name, "membership_degraded", STAT_GAUGE);
+    cl->membership_change = reg(m, cfg->name, "membership_change", STAT_COUNTER);
     cl->lb_panic_levels = reg(m, cfg->name, "lb_panic_levels", STAT_GAUGE);
+    if (cfg->type != CLUSTER_STATIC) {
+        cl->update_attempt = reg(m, cfg->name, "update_attempt", STAT_COUNTER);
+        cl->update_success = reg(m, cfg->name, "update_success", STAT_COUNTER);
+        cl->update_failure = reg(m, cfg->name, "update_failure", STAT_COUNTER);
+        cl->update_empty = reg(m, cfg->name, "update_empty", STAT_COUNTER);
+    }
     if (cfg->hc.enabled) {
         cl->hc_attempt = reg(m, cfg->name, "health_check.attempt", STAT_COUNTER);
         cl->hc_success = reg(m, cfg->name, "health_check.success", STAT_COUNTER);
@@ -457,44 +755,11 @@ static void setup_cluster(struct manager *m, struct mcluster *cl, size_t index)
         cl->hc_network_failure = reg(m, cfg->name, "health_check.network_failure", STAT_COUNTER);
         cl->hc_healthy = reg(m, cfg->name, "health_check.healthy", STAT_GAUGE);
     }
-    for (size_t i = 0; i < cl->n_hosts; i++) {
-        struct mhost *h = &cl->hosts[i];
-        h->cl = cl;
-        h->index = (uint32_t)i;
-        h->ep = &cfg->endpoints[i];
-        host_name(h->ep, h->name, sizeof(h->name));
-        h->flags = flags_from_config(cfg, h->ep);
-        if (have_prev && i < view.n_hosts && strcmp(prev[i].name, h->name) == 0) {
-            /* Keep what was learnt; outlier ejections start over (their
-             * timers died with the predecessor). */
-            h->flags =
-                (h->flags & ~HOST_FAILED_ACTIVE_HC) | (prev[i].flags & HOST_FAILED_ACTIVE_HC);
-        }
-        char what[256];
-        snprintf(what, sizeof(what), "host.%s.health_flags", h->name);
-        if (m->ctx->stats != NULL) {
-            char name[512];
-            snprintf(name, sizeof(name), "cluster.%s.%s", cfg->name, what);
-            h->flags_id = stats_register_flags(m->ctx->stats, name, STAT_GAUGE, STAT_FLAG_HOST);
-        } else {
-            h->flags_id = -1;
-        }
-        struct hosts_live *lv = hosts_live(cl->shm, h->index);
-        if (lv != NULL) {
-            reset_consecutive(lv);
-            h->seen_total = atomic_load(&lv->total);
-            h->seen_success = atomic_load(&lv->success);
-            h->seen_local_total = atomic_load(&lv->local_total);
-            h->seen_local_success = atomic_load(&lv->local_success);
-        }
-    }
-    free(prev);
-
     if (cfg->outlier.enabled) {
         uint64_t seed;
         if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
             seed = proc_now_ns();
-        od_init(&cl->od, &cfg->outlier, cl->od_hosts, cl->n_hosts, seed);
+        od_init(&cl->od, &cfg->outlier, NULL, 0, seed);
         cl->od_ids.active = reg(m, cfg->name, "outlier_detection.ejections_active", STAT_GAUGE);
         cl->od_ids.total = reg(m, cfg->name, "outlier_detection.ejections_total", STAT_COUNTER);
         cl->od_ids.overflow =
@@ -513,42 +778,77 @@ static void setup_cluster(struct manager *m, struct mcluster *cl, size_t index)
         ev_timer_init(&cl->od_timer, on_od_interval, cfg->outlier.interval_ms / 1000.0,
                       cfg->outlier.interval_ms / 1000.0);
         cl->od_timer.data = cl;
-        ev_timer_start(m->loop, &cl->od_timer);
     }
-    publish(cl);
+    if (cfg->type == CLUSTER_STRICT_DNS || cfg->type == CLUSTER_LOGICAL_DNS) {
+        char err[160];
+        cl->resolver = dns_resolver_new(cfg->dns_resolvers, cfg->n_dns_resolvers, err, sizeof(err));
+        if (cl->resolver == NULL)
+            log_fatal("cluster %s: %s", cfg->name, err);
+        cl->n_names = cfg->n_endpoints;
+        cl->names = calloc(cl->n_names ? cl->n_names : 1, sizeof(*cl->names));
+        if (cl->names == NULL)
+            log_fatal("out of memory");
+        for (size_t i = 0; i < cl->n_names; i++)
+            cl->names[i] = (struct dns_name){.cl = cl, .ep = &cfg->endpoints[i]};
+        ev_timer_init(&cl->dns_timer, on_dns_timer, 0., 0.);
+        cl->dns_timer.data = cl;
+    }
 }
 
-/* After the sandbox (the checks' sockets are made by the filter's leave). */
-static void start_health_checks(struct manager *m)
+/* On the loop, after the sandbox: first membership, checks, timers. */
+static void start_cluster(struct mcluster *cl)
 {
-    for (size_t c = 0; c < m->n_clusters; c++) {
-        struct mcluster *cl = &m->clusters[c];
-        if (!cl->cfg->hc.enabled)
-            continue;
-        for (size_t i = 0; i < cl->n_hosts; i++) {
-            struct mhost *h = &cl->hosts[i];
-            uint64_t seed;
-            if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
-                seed = proc_now_ns() + i;
-            h->hc = hc_host_start(m->loop, &cl->cfg->hc, cl->cfg->name,
-                                  (const struct sockaddr *)&h->ep->addr.ss, h->ep->addr.sslen,
-                                  &hc_callbacks, h, seed);
-            if (h->hc == NULL)
-                log_fatal("out of memory starting health checks");
+    struct manager *m = cl->m;
+    const struct cfg_cluster *cfg = cl->cfg;
+    if (cfg->outlier.enabled)
+        ev_timer_start(m->loop, &cl->od_timer);
+    if (cfg->type == CLUSTER_STATIC) {
+        struct found_host *found = calloc(cfg->n_endpoints ? cfg->n_endpoints : 1, sizeof(*found));
+        if (found == NULL)
+            log_fatal("out of memory");
+        for (size_t i = 0; i < cfg->n_endpoints; i++) {
+            found[i].addr = cfg->endpoints[i].addr.ss;
+            found[i].addrlen = cfg->endpoints[i].addr.sslen;
+            found[i].weight = cfg->endpoints[i].weight;
+            found[i].priority = cfg->endpoints[i].priority;
+            found[i].status = cfg->endpoints[i].health_status;
         }
+        membership_set(cl, found, cfg->n_endpoints);
+        free(found);
+    } else if (cl->resolver != NULL) {
+        dns_resolver_attach(cl->resolver, m->loop);
+        publish(cl); /* no host yet: "no healthy upstream" until DNS answers */
+        timer_rearm(m->loop, &cl->dns_timer, (double)cfg->dns_refresh_rate_ms / 1000.0);
+        dns_start_round(cl);
+    } else {
+        publish(cl); /* EDS: empty until the supervisor hands over the file */
     }
+    free(cl->prev); /* only the first membership takes a predecessor's slots */
+    cl->prev = NULL;
+    cl->n_prev = 0;
 }
 
 static void stop_everything(struct manager *m)
 {
     for (size_t c = 0; c < m->n_clusters; c++) {
         struct mcluster *cl = &m->clusters[c];
-        for (size_t i = 0; i < cl->n_hosts; i++)
-            hc_host_stop(cl->hosts[i].hc);
+        for (size_t i = 0; i < cl->n_hosts; i++) {
+            hc_host_stop(cl->hosts[i]->hc);
+            free(cl->hosts[i]);
+        }
         if (cl->cfg->outlier.enabled)
             ev_timer_stop(m->loop, &cl->od_timer);
+        if (cl->resolver != NULL) {
+            ev_timer_stop(m->loop, &cl->dns_timer);
+            dns_resolver_free(cl->resolver);
+            for (size_t i = 0; i < cl->n_names; i++)
+                free(cl->names[i].found);
+            free(cl->names);
+        }
         free(cl->hosts);
         free(cl->od_hosts);
+        free(cl->slot_used);
+        free(cl->prev);
     }
     free(m->clusters);
     if (m->bell.fd >= 0)
@@ -561,22 +861,26 @@ int upstream_manager_run(const struct child_ctx *ctx)
     static ev_signal sig_term;
     static struct manager m;
     m.ctx = ctx;
-    m.loop = child_start(ctx, "legate: upstream manager", &ctl, child_stop_on_control, NULL);
-    ev_signal_init(&sig_term, child_stop_on_sigterm, SIGTERM);
-    ev_signal_start(m.loop, &sig_term);
     if (ctx->hosts == NULL)
         log_fatal("the upstream manager was given no host table");
+    if (dns_library_init() != 0)
+        log_fatal("c-ares would not initialise");
     m.n_clusters = ctx->cfg->n_clusters;
     m.clusters = calloc(m.n_clusters ? m.n_clusters : 1, sizeof(*m.clusters));
     if (m.clusters == NULL)
         log_fatal("out of memory");
+    /* Before the sandbox: resolvers read /etc/resolv.conf now. */
     for (size_t i = 0; i < m.n_clusters; i++)
         setup_cluster(&m, &m.clusters[i], i);
+    m.loop = child_start(ctx, "legate: upstream manager", &ctl, child_stop_on_control, NULL);
+    ev_signal_init(&sig_term, child_stop_on_sigterm, SIGTERM);
+    ev_signal_start(m.loop, &sig_term);
     ev_io_init(&m.bell, on_bell, ctx->hosts_bell_fd, EV_READ);
     m.bell.data = &m;
     if (ctx->hosts_bell_fd >= 0)
         ev_io_start(m.loop, &m.bell);
-    start_health_checks(&m);
+    for (size_t i = 0; i < m.n_clusters; i++)
+        start_cluster(&m.clusters[i]);
     child_ready(&ctl);
     ev_run(m.loop, 0);
     stop_everything(&m);

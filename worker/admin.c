@@ -2,6 +2,7 @@
  * worker accepted the connection. Everything it reports is read from shared
  * memory (the statistics segment) or the configuration, so every worker gives
  * the same answer. Mutating endpoints take POST only. */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <regex.h>
 #include <stdio.h>
@@ -281,35 +282,22 @@ static uint64_t host_stat(const struct stats_view *v, const char *cluster, const
     return row != NULL ? row->value : 0;
 }
 
-/* What the upstream manager published for host `j` of a cluster (its
- * configured weight and priority, healthy, before the first publication). */
+/* What the upstream manager published for a host (healthy, weight 1,
+ * priority 0 before its first publication). */
 struct host_state {
     uint32_t flags, weight, priority;
 };
 
-static struct host_state host_state(const struct cluster_rt *cl, const struct hosts_view *hv,
-                                    size_t j)
+static struct host_state host_state(const struct cluster_rt *cl, const struct host *h)
 {
-    struct host_state st = {0, cl->hosts[j].ep->weight, cl->hosts[j].ep->priority};
-    for (uint32_t b = 0; hv != NULL && b < hv->n_hosts; b++)
-        if (hv->hosts[b].live == j) {
-            st.flags = hv->hosts[b].flags;
-            st.weight = hv->hosts[b].weight;
-            st.priority = hv->hosts[b].priority;
+    struct host_state st = {0, 1, 0};
+    for (uint32_t b = 0; b < cl->n_view; b++)
+        if (cl->view[b].live == h->slot) {
+            st.flags = cl->view[b].flags;
+            st.weight = cl->view[b].weight;
+            st.priority = cl->view[b].priority;
         }
     return st;
-}
-
-/* A copy of cluster `cl`'s host table, or NULL before the first publication. */
-static struct hosts_view *read_host_table(const struct cluster_rt *cl, struct hosts_view *hv)
-{
-    if (cl->shm == NULL || hosts_generation(cl->shm) == 0)
-        return NULL;
-    hv->hosts = calloc(hosts_capacity(cl->shm), sizeof(*hv->hosts));
-    if (hv->hosts == NULL)
-        return NULL;
-    hosts_read(cl->shm, hv);
-    return hv;
 }
 
 static void clusters_text(struct admin_request *r, const struct stats_view *v)
@@ -326,11 +314,11 @@ static void clusters_text(struct admin_request *r, const struct stats_view *v)
         buf_printf(b, "%s::default_priority::max_requests::%u\n", c, cb->max_requests);
         buf_printf(b, "%s::default_priority::max_retries::%u\n", c, cb->max_retries);
         buf_printf(b, "%s::added_via_api::false\n", c);
-        struct hosts_view hv_store;
-        struct hosts_view *hv = read_host_table(cl, &hv_store);
-        for (size_t j = 0; j < cl->n_hosts; j++) {
-            const char *h = cl->hosts[j].name;
-            struct host_state hs = host_state(cl, hv, j);
+        for (uint32_t j = 0; j < cl->cap; j++) {
+            if (cl->slots[j] == NULL)
+                continue;
+            const char *h = cl->slots[j]->name;
+            struct host_state hs = host_state(cl, cl->slots[j]);
             char flags[160];
             host_flags_text(hs.flags, flags, sizeof(flags));
             for (size_t k = 0; k < N_HOST_STATS; k++)
@@ -342,16 +330,25 @@ static void clusters_text(struct admin_request *r, const struct stats_view *v)
             buf_printf(b, "%s::%s::priority::%u\n", c, h, hs.priority);
             buf_printf(b, "%s::%s::success_rate::-1\n", c, h);
         }
-        if (hv != NULL)
-            free(hv->hosts);
     }
 }
 
-static void json_socket_address(struct buf *b, const struct cfg_addr *a)
+static void json_socket_address(struct buf *b, const struct sockaddr_storage *ss)
 {
+    char ip[INET6_ADDRSTRLEN] = "";
+    unsigned port;
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+        port = ntohs(a->sin6_port);
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+        port = ntohs(a->sin_port);
+    }
     buf_printf(b, "{\"socket_address\":{\"address\":");
-    json_append_string(b, a->address, strlen(a->address));
-    buf_printf(b, ",\"port_value\":%u}}", a->port);
+    json_append_string(b, ip, strlen(ip));
+    buf_printf(b, ",\"port_value\":%u}}", port);
 }
 
 static void clusters_json(struct admin_request *r, const struct stats_view *v)
@@ -364,13 +361,15 @@ static void clusters_json(struct admin_request *r, const struct stats_view *v)
         buf_printf(b, "%s{\"name\":", i ? "," : "");
         json_append_string(b, c, strlen(c));
         buf_printf(b, ",\"added_via_api\":false,\"host_statuses\":[");
-        struct hosts_view hv_store;
-        struct hosts_view *hv = read_host_table(cl, &hv_store);
-        for (size_t j = 0; j < cl->n_hosts; j++) {
-            const char *h = cl->hosts[j].name;
-            struct host_state hs = host_state(cl, hv, j);
-            buf_printf(b, "%s{\"address\":", j ? "," : "");
-            json_socket_address(b, &cl->hosts[j].ep->addr);
+        bool first = true;
+        for (uint32_t j = 0; j < cl->cap; j++) {
+            if (cl->slots[j] == NULL)
+                continue;
+            const char *h = cl->slots[j]->name;
+            struct host_state hs = host_state(cl, cl->slots[j]);
+            buf_printf(b, "%s{\"address\":", first ? "" : ",");
+            first = false;
+            json_socket_address(b, &cl->slots[j]->addr);
             buf_printf(b, ",\"stats\":[");
             for (size_t k = 0; k < N_HOST_STATS; k++)
                 buf_printf(b, "%s{\"name\":\"%s\",\"value\":\"%llu\",\"type\":\"%s\"}",
@@ -389,8 +388,6 @@ static void clusters_json(struct admin_request *r, const struct stats_view *v)
                 buf_printf(b, ",\"pending_dynamic_removal\":true");
             buf_printf(b, "},\"weight\":%u,\"priority\":%u}", hs.weight, hs.priority);
         }
-        if (hv != NULL)
-            free(hv->hosts);
         buf_printf(b, "]}");
     }
     buf_printf(b, "]}\n");
@@ -398,6 +395,8 @@ static void clusters_json(struct admin_request *r, const struct stats_view *v)
 
 static void admin_clusters(struct admin_request *r)
 {
+    for (size_t i = 0; i < r->w->n_clusters; i++)
+        worker_cluster_refresh(r->w, &r->w->clusters[i]);
     char format[32];
     bool json =
         query_param(r->query, "format", format, sizeof(format)) && strcmp(format, "json") == 0;
@@ -429,7 +428,7 @@ static void admin_listeners(struct admin_request *r)
             buf_printf(r->body, "%s{\"name\":", i ? "," : "");
             json_append_string(r->body, cfg->listeners[i].name, strlen(cfg->listeners[i].name));
             buf_printf(r->body, ",\"local_address\":");
-            json_socket_address(r->body, &cfg->listeners[i].addr);
+            json_socket_address(r->body, &cfg->listeners[i].addr.ss);
             buf_printf(r->body, "}");
         }
         buf_printf(r->body, "]}\n");

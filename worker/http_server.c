@@ -385,6 +385,11 @@ static void stream_end(struct conn *c)
     write_access_log(c);
     st->active = false;
     st->req = NULL;
+    if (st->host != NULL) {
+        st->host->n_streams--;
+        worker_host_maybe_free(st->host); /* a retired host's last stream */
+        st->host = NULL;
+    }
     if (c->dead)
         return;
     /* An idle keep-alive connection holds no buffers: nothing is pending
@@ -888,6 +893,7 @@ static void forward_to_cluster(struct conn *c)
     cl->n_active_rq++;
     st->counted = true;
     st->host = host;
+    host->n_streams++;
     stats_cell_add(cl->stats.rq_total, 1);
     stats_cell_add(cl->stats.rq_active, 1);
     stats_cell_add(host->hstats.rq_total, 1);

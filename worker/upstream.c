@@ -73,7 +73,9 @@ static void upstream_destroy(struct upstream *u)
     h1_parser_free(u->parser);
     buf_release(&u->in);
     buf_release(&u->out);
+    struct host *h = u->host;
     free(u);
+    worker_host_maybe_free(h); /* its last connection, if it was retired */
 }
 
 /* Close an active (or connecting) connection and tell the owner, if any. */
@@ -98,6 +100,14 @@ static void upstream_close_idle(struct upstream *u)
 {
     pool_drop_idle(&u->host->pool, &u->link);
     upstream_destroy(u);
+}
+
+void upstream_close_idle_of(struct host *h)
+{
+    while (h->pool.n_idle > 0) {
+        struct pool_link *l = h->pool.idle.next;
+        upstream_close_idle(from_link(l));
+    }
 }
 
 static int on_head(void *ctx, const struct h1_head *head)
@@ -330,13 +340,12 @@ static struct upstream *upstream_connect(struct worker *w, struct host *h)
     stats_cell_add(h->hstats.cx_total, 1);
     stats_cell_add(h->hstats.cx_active, 1);
     u->connect_ns = proc_now_ns();
-    const struct cfg_addr *a = &h->ep->addr;
-    u->fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    u->fd = socket(h->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int rc = -1;
     if (u->fd >= 0) {
         int one = 1;
         setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        rc = connect(u->fd, (const struct sockaddr *)&a->ss, a->sslen);
+        rc = connect(u->fd, (const struct sockaddr *)&h->addr, h->addrlen);
     }
     ev_io_set(&u->rio, u->fd, EV_READ);
     ev_io_set(&u->wio, u->fd, EV_WRITE);
@@ -416,7 +425,7 @@ static bool upstream_reusable(const struct upstream *u)
 static void do_release(struct upstream *u, bool reusable)
 {
     u->owner = NULL;
-    if (reusable && upstream_reusable(u) && !u->w->draining) {
+    if (reusable && upstream_reusable(u) && !u->w->draining && !u->host->removed) {
         h1_parser_resume(u->parser);
         if (pool_release(&u->host->pool, &u->link)) {
             u->state = UP_IDLE;

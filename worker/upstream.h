@@ -50,5 +50,7 @@ void upstream_pause(struct upstream *u, bool paused);
 /* The owner is done: reuse it if `reusable` and the exchange was complete,
  * close it otherwise. Either way the owner drops its pointer. */
 void upstream_release(struct upstream *u, bool reusable);
+/* Close every idle pooled connection to `h` (a host leaving the table). */
+void upstream_close_idle_of(struct host *h);
 
 #endif

@@ -22,6 +22,11 @@
 
 #define ACCEPT_BATCH 64
 
+static struct host *host_create(struct worker *w, struct cluster_rt *cl, uint32_t slot,
+                                const struct sockaddr_storage *addr, socklen_t addrlen,
+                                const char *name);
+static void host_retire(struct cluster_rt *cl, struct host *h);
+
 const char *worker_date(struct worker *w)
 {
     time_t now = (time_t)ev_now(w->loop);
@@ -44,7 +49,7 @@ struct level_ctx {
 static uint64_t host_active(void *ctx, size_t i)
 {
     const struct level_ctx *x = ctx;
-    const struct host *h = &x->cl->hosts[x->lv->members[i]];
+    const struct host *h = x->cl->slots[x->lv->members[i]];
     int64_t v = stats_gauge_value(x->cl->stats_seg, h->rq_active_id);
     return v > 0 ? (uint64_t)v : 0;
 }
@@ -78,7 +83,8 @@ static void build_levels(struct worker *w, struct cluster_rt *cl)
     }
 }
 
-/* Take what the upstream manager published last. */
+/* Take what the upstream manager published last: hosts new to a slot are
+ * made, hosts gone from theirs retired. */
 static void cluster_resync(struct worker *w, struct cluster_rt *cl)
 {
     struct hosts_view v = {.hosts = cl->view};
@@ -88,27 +94,50 @@ static void cluster_resync(struct worker *w, struct cluster_rt *cl)
     cl->n_view = v.n_hosts;
     if (cl->plan.n_levels > HOSTS_MAX_LEVELS)
         cl->plan.n_levels = HOSTS_MAX_LEVELS;
+    bool *present = calloc(cl->cap ? cl->cap : 1, sizeof(bool));
+    if (present == NULL)
+        log_fatal("out of memory");
     for (uint32_t b = 0; b < cl->n_view; b++) {
-        uint32_t live = cl->view[b].live;
-        /* Static membership: the live slot is the endpoint index. */
-        cl->bank_to_host[b] = live < cl->n_hosts ? live : UINT32_MAX;
+        const struct hosts_entry *e = &cl->view[b];
+        cl->bank_to_host[b] = UINT32_MAX;
+        if (e->live >= cl->cap || present[e->live])
+            continue; /* not from a sane manager: ignore */
+        struct host *h = cl->slots[e->live];
+        if (h != NULL && (h->addrlen != e->addrlen || memcmp(&h->addr, &e->addr, e->addrlen) != 0))
+            host_retire(cl, h); /* the slot went to another address */
+        if (cl->slots[e->live] == NULL &&
+            host_create(w, cl, e->live, &e->addr, (socklen_t)e->addrlen, e->name) == NULL)
+            continue;
+        present[e->live] = true;
+        cl->bank_to_host[b] = e->live;
     }
+    for (uint32_t k = 0; k < cl->cap; k++)
+        if (cl->slots[k] != NULL && !present[k])
+            host_retire(cl, cl->slots[k]);
+    free(present);
     build_levels(w, cl);
 }
 
-/* Before the manager's first word: every configured host is healthy. */
+/* Before the manager's first word: every configured address (a static
+ * cluster's) is a healthy host, in the slot the manager will give it. */
 static void cluster_assume_healthy(struct worker *w, struct cluster_rt *cl)
 {
     struct prio_level levels[PRIO_MAX_LEVELS] = {{0, 0}};
-    cl->n_view = (uint32_t)cl->n_hosts;
-    for (size_t i = 0; i < cl->n_hosts; i++) {
-        const struct cfg_endpoint *ep = cl->hosts[i].ep;
-        struct hosts_entry *e = &cl->view[i];
+    cl->n_view = 0;
+    for (size_t i = 0; i < cl->cfg->n_endpoints && i < cl->cap; i++) {
+        const struct cfg_endpoint *ep = &cl->cfg->endpoints[i];
+        if (ep->hostname)
+            continue; /* resolved by the manager */
+        char name[64];
+        hosts_addr_name(&ep->addr.ss, name, sizeof(name));
+        if (host_create(w, cl, (uint32_t)i, &ep->addr.ss, ep->addr.sslen, name) == NULL)
+            continue;
+        struct hosts_entry *e = &cl->view[cl->n_view];
         memset(e, 0, sizeof(*e));
         e->live = (uint32_t)i;
         e->weight = ep->weight;
         e->priority = ep->priority;
-        cl->bank_to_host[i] = (uint32_t)i;
+        cl->bank_to_host[cl->n_view++] = (uint32_t)i;
         levels[ep->priority].hosts++;
         levels[ep->priority].healthy++;
     }
@@ -150,7 +179,8 @@ static uint32_t pick_in_level(struct cluster_rt *cl, uint32_t level, const uint6
             uint32_t b = hosts_table_pick(cl->shm, cl->gen, level, key);
             if (b == HOSTS_PICK_STALE)
                 return HOSTS_PICK_STALE;
-            if (b < cl->n_view && cl->bank_to_host[b] != UINT32_MAX)
+            if (b < cl->n_view && cl->bank_to_host[b] != UINT32_MAX &&
+                cl->slots[cl->bank_to_host[b]] != NULL)
                 return cl->bank_to_host[b];
             return UINT32_MAX;
         }
@@ -163,6 +193,12 @@ static uint32_t pick_in_level(struct cluster_rt *cl, uint32_t level, const uint6
         break;
     }
     return i == LB_NONE ? UINT32_MAX : lv->members[i];
+}
+
+void worker_cluster_refresh(struct worker *w, struct cluster_rt *cl)
+{
+    if (cl->shm != NULL && hosts_generation(cl->shm) != cl->gen)
+        cluster_resync(w, cl);
 }
 
 struct host *worker_pick_host(struct worker *w, size_t cluster_index, const uint64_t *hash)
@@ -191,13 +227,13 @@ struct host *worker_pick_host(struct worker *w, size_t cluster_index, const uint
         uint32_t h = pick_in_level(cl, (uint32_t)level, hash);
         if (h == HOSTS_PICK_STALE)
             continue; /* the manager published meanwhile: read again */
-        if (h >= cl->n_hosts) {
+        if (h >= cl->cap || cl->slots[h] == NULL) {
             stats_cell_add(cl->stats.cx_none_healthy, 1);
             return NULL;
         }
         if (cl->plan.panic[level])
             stats_cell_add(cl->stats.lb_healthy_panic, 1);
-        return &cl->hosts[h];
+        return cl->slots[h];
     }
     stats_cell_add(cl->stats.cx_none_healthy, 1);
     return NULL;
@@ -262,8 +298,11 @@ void worker_host_local_failure(struct cluster_rt *cl, struct host *h)
 size_t worker_cluster_connections(const struct cluster_rt *cl)
 {
     size_t n = 0;
-    for (size_t i = 0; i < cl->n_hosts; i++)
-        n += cl->hosts[i].pool.n_active + cl->hosts[i].pool.n_idle;
+    for (uint32_t i = 0; i < cl->cap; i++)
+        if (cl->slots[i] != NULL)
+            n += cl->slots[i]->pool.n_active + cl->slots[i]->pool.n_idle;
+    for (const struct host *h = cl->retired; h != NULL; h = h->next_retired)
+        n += h->pool.n_active + h->pool.n_idle;
     return n;
 }
 
@@ -678,6 +717,59 @@ static void *alloc_or_die(size_t n, size_t size)
     return p;
 }
 
+static struct host *host_create(struct worker *w, struct cluster_rt *cl, uint32_t slot,
+                                const struct sockaddr_storage *addr, socklen_t addrlen,
+                                const char *name)
+{
+    struct host *h = calloc(1, sizeof(*h));
+    if (h == NULL) {
+        log_error("cluster %s: out of memory for host %s", cl->cfg->name, name);
+        return NULL;
+    }
+    h->cl = cl;
+    h->cluster = cl->cfg;
+    h->stats = &cl->stats;
+    h->slot = slot;
+    memcpy(&h->addr, addr, addrlen);
+    h->addrlen = addrlen;
+    h->live = cl->shm != NULL ? hosts_live(cl->shm, slot) : NULL;
+    snprintf(h->name, sizeof(h->name), "%s", name);
+    pool_init(&h->pool, WORKER_POOL_MAX_IDLE);
+    register_host_stats(w, h);
+    char stat[256];
+    snprintf(stat, sizeof(stat), "cluster.%s.host.%s.rq_active", cl->cfg->name, h->name);
+    h->rq_active_id = stats_register_flags(w->ctx->stats, stat, STAT_GAUGE, STAT_FLAG_HOST);
+    cl->slots[slot] = h;
+    return h;
+}
+
+static void host_retire(struct cluster_rt *cl, struct host *h)
+{
+    cl->slots[h->slot] = NULL;
+    h->live = NULL; /* the slot's counters are the next host's */
+    log_debug("cluster %s: host %s left the table", cl->cfg->name, h->name);
+    /* Streams on it finish; idle connections have nothing left to do. Closed
+     * before it is marked removed, so that the last one does not free it
+     * under our feet. */
+    upstream_close_idle_of(h);
+    h->removed = true;
+    h->next_retired = cl->retired;
+    cl->retired = h;
+    worker_host_maybe_free(h);
+}
+
+void worker_host_maybe_free(struct host *h)
+{
+    if (h == NULL || !h->removed || h->n_streams > 0 || h->pool.n_active > 0 || h->pool.n_idle > 0)
+        return;
+    struct host **p = &h->cl->retired;
+    while (*p != NULL && *p != h)
+        p = &(*p)->next_retired;
+    if (*p == h)
+        *p = h->next_retired;
+    free(h);
+}
+
 static void setup_clusters(struct worker *w)
 {
     const struct config *cfg = w->cfg;
@@ -686,40 +778,23 @@ static void setup_clusters(struct worker *w)
     for (size_t i = 0; i < cfg->n_clusters; i++) {
         struct cluster_rt *cl = &w->clusters[i];
         cl->cfg = &cfg->clusters[i];
-        cl->n_hosts = cl->cfg->n_endpoints;
-        cl->hosts = alloc_or_die(cl->n_hosts, sizeof(*cl->hosts));
         cl->stats_seg = w->ctx->stats;
         cl->shm = w->ctx->hosts != NULL ? hosts_cluster(w->ctx->hosts, i) : NULL;
+        cl->cap = cl->shm != NULL ? hosts_capacity(cl->shm) : (uint32_t)cl->cfg->n_endpoints;
+        cl->slots = alloc_or_die(cl->cap, sizeof(*cl->slots));
         cl->bell_fd = w->ctx->hosts_bell_fd;
-        cl->view = alloc_or_die(cl->n_hosts, sizeof(*cl->view));
-        cl->bank_to_host = alloc_or_die(cl->n_hosts, sizeof(*cl->bank_to_host));
-        for (uint32_t l = 0; l <= cl->cfg->max_priority && l < HOSTS_MAX_LEVELS; l++) {
-            cl->levels[l].members = alloc_or_die(cl->n_hosts, sizeof(uint32_t));
-            cl->levels[l].weights = alloc_or_die(cl->n_hosts, sizeof(uint32_t));
-            cl->levels[l].cum = alloc_or_die(cl->n_hosts, sizeof(uint64_t));
+        cl->view = alloc_or_die(cl->cap, sizeof(*cl->view));
+        cl->bank_to_host = alloc_or_die(cl->cap, sizeof(*cl->bank_to_host));
+        for (uint32_t l = 0; l < HOSTS_MAX_LEVELS; l++) {
+            cl->levels[l].members = alloc_or_die(cl->cap, sizeof(uint32_t));
+            cl->levels[l].weights = alloc_or_die(cl->cap, sizeof(uint32_t));
+            cl->levels[l].cum = alloc_or_die(cl->cap, sizeof(uint64_t));
         }
         uint64_t seed;
         if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
             seed = proc_now_ns();
         lb_rng_seed(&cl->rng, seed ^ (uint64_t)w->ctx->index);
         register_cluster_stats(w, cl);
-        for (size_t j = 0; j < cl->n_hosts; j++) {
-            struct host *h = &cl->hosts[j];
-            h->ep = &cl->cfg->endpoints[j];
-            h->cluster = cl->cfg;
-            h->stats = &cl->stats;
-            h->live = cl->shm != NULL ? hosts_live(cl->shm, (uint32_t)j) : NULL;
-            pool_init(&h->pool, WORKER_POOL_MAX_IDLE);
-            if (h->ep->addr.ss.ss_family == AF_INET6)
-                snprintf(h->name, sizeof(h->name), "[%s]:%u", h->ep->addr.address,
-                         h->ep->addr.port);
-            else
-                snprintf(h->name, sizeof(h->name), "%s:%u", h->ep->addr.address, h->ep->addr.port);
-            register_host_stats(w, h);
-            char name[256];
-            snprintf(name, sizeof(name), "cluster.%s.host.%s.rq_active", cl->cfg->name, h->name);
-            h->rq_active_id = stats_register_flags(w->ctx->stats, name, STAT_GAUGE, STAT_FLAG_HOST);
-        }
         if (cl->shm != NULL && hosts_generation(cl->shm) > 0)
             cluster_resync(w, cl);
         else

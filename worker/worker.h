@@ -70,13 +70,24 @@ struct hcm_stats {
 };
 
 /* One upstream endpoint as seen by this worker. */
+struct cluster_rt;
+
+/* One upstream host as this worker sees it. Made when the host table first
+ * shows it; when it leaves the table it is retired: no new requests, its idle
+ * connections closed, and freed once its last stream and connection are gone. */
 struct host {
-    const struct cfg_endpoint *ep;
+    struct cluster_rt *cl;
     const struct cfg_cluster *cluster;
     struct cluster_stats *stats; /* its cluster's */
     struct host_stats hstats;
     int rq_active_id; /* cluster.<c>.host.<addr>.rq_active: summed over workers by LEAST_REQUEST */
     struct hosts_live *live; /* its outcome counters in the host table (outlier detection) */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    uint32_t slot;      /* its live slot in the host table */
+    bool removed;       /* retired: gone from the table */
+    uint32_t n_streams; /* streams that picked it and have not ended */
+    struct host *next_retired;
     struct pool pool;
     char name[64]; /* "ip:port" for logs and %UPSTREAM_HOST% */
 };
@@ -84,7 +95,7 @@ struct host {
 /* One priority level as this worker balances over it: the hosts of the level
  * that may be picked (its available ones, or all of them when it panics). */
 struct lb_level {
-    uint32_t *members; /* host indexes (into cluster_rt.hosts) */
+    uint32_t *members; /* slots */
     uint32_t *weights;
     uint64_t *cum; /* running sums of weights, for the random draws */
     size_t n;
@@ -93,8 +104,9 @@ struct lb_level {
 
 struct cluster_rt {
     const struct cfg_cluster *cfg;
-    struct host *hosts; /* by live slot (for static clusters, the endpoint index) */
-    size_t n_hosts;
+    struct host **slots;  /* by live slot; NULL where the table has no host */
+    uint32_t cap;         /* slots */
+    struct host *retired; /* gone from the table, still in use */
     /* What the upstream manager published (shm/hosts.h), as of `gen`; before
      * its first publication, every configured host counts as healthy. */
     struct hosts_cluster *shm;
@@ -158,6 +170,8 @@ struct worker {
 
 const char *worker_date(struct worker *w);
 void worker_conn_closed(struct worker *w); /* maybe finish a drain */
+/* Take the host table's latest publication, if it moved. */
+void worker_cluster_refresh(struct worker *w, struct cluster_rt *cl);
 /* A host for a request to the cluster: `hash` (NULL: none) feeds RING_HASH
  * and MAGLEV and picks the priority level. NULL: no healthy upstream. */
 struct host *worker_pick_host(struct worker *w, size_t cluster_index, const uint64_t *hash);
@@ -165,6 +179,11 @@ struct host *worker_pick_host(struct worker *w, size_t cluster_index, const uint
  * or a failure on legate's side (connect failure, reset, timeout). */
 void worker_host_response(struct cluster_rt *cl, struct host *h, int status);
 void worker_host_local_failure(struct cluster_rt *cl, struct host *h);
+/* A stream that picked `h` ended, or one of its connections closed: free a
+ * retired host nobody uses any more. */
+void worker_host_maybe_free(struct host *h);
+/* upstream.c: close every idle pooled connection to `h` (a host leaving the table). */
+void upstream_close_idle_of(struct host *h);
 /* The cell of upstream_rq_<status> for a cluster (registered on first use). */
 _Atomic uint64_t *worker_rq_code_cell(struct worker *w, struct cluster_stats *st,
                                       const char *cluster, int status);

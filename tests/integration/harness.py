@@ -744,8 +744,9 @@ class Legate:
 class Upstream:
     """upstream.py as a subprocess on a free port."""
 
-    def __init__(self, name="upstream", port=0):
+    def __init__(self, name="upstream", port=0, host=LOOPBACK):
         self.want_port = port  # 0: any free one; a port: start again where a killed one was
+        self.host = host       # another loopback address (127.0.0.2 ...) for DNS tests
         self.dir = new_tmpdir(name)
         self.stats_file = os.path.join(self.dir, "stats.json")
         self.log_path = os.path.join(self.dir, "upstream.log")
@@ -758,7 +759,8 @@ class Upstream:
     def start(self, timeout=10.0):
         self._logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [PYTHON, UPSTREAM_PY, "--port", str(self.want_port), "--stats-file", self.stats_file],
+            [PYTHON, UPSTREAM_PY, "--port", str(self.want_port), "--host", self.host,
+             "--stats-file", self.stats_file],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._logf,
             start_new_session=True)
         _live_objects.append(self)
@@ -789,7 +791,7 @@ class Upstream:
         """The upstream's counters, fetched over a fresh control connection (not
         counted as a connection or request)."""
         path = "/stats" if since is None else "/stats?since=%d" % since
-        with RawConnection(self.port, timeout=5) as c:
+        with RawConnection(self.port, host=self.host, timeout=5) as c:
             c.send(("GET %s HTTP/1.1\r\nHost: upstream\r\nConnection: close\r\n\r\n" % path).encode())
             r = c.read_response()
         if r.status != 200:
@@ -798,7 +800,7 @@ class Upstream:
 
     def control(self, path):
         """A control request (not counted), e.g. /control/fail?code=503."""
-        with RawConnection(self.port, timeout=5) as c:
+        with RawConnection(self.port, host=self.host, timeout=5) as c:
             c.send(("GET %s HTTP/1.1\r\nHost: upstream\r\nConnection: close\r\n\r\n"
                     % path).encode())
             r = c.read_response()

@@ -133,10 +133,11 @@ class HealthTest(H.LegateTestCase):
         u1.control("/control/fail?code=503")
         statuses = self.requests(lg.listen_port, 40)
         bad = statuses.count(503)
-        sys.stderr.write("5xx answers before the ejection (consecutive_5xx 3, two workers "
-                         "sharing one count): %d of 40\n" % bad)
-        # Three in a row from the host eject it, counted across both workers.
-        self.assertEqual(bad, 3, statuses)
+        sys.stderr.write("5xx answers before the ejection took effect (consecutive_5xx 3, "
+                         "two workers sharing one count): %d of 40\n" % bad)
+        # Three in a row from the host eject it, counted across both workers;
+        # a request or two may reach it while the manager takes the decision.
+        self.assertTrue(3 <= bad <= 5, statuses)
         self.assertEqual(set(statuses), {200, 503})
         self.assertEqual(statuses[-20:], [200] * 20)
         s = H.read_stats(lg.base_id)

@@ -553,8 +553,9 @@ static void test_not_implemented_field(void **state)
                             "          http_filters: [{name: envoy.filters.http.router}]\n"
                             "          codec_type: HTTP2\n"),
                  14, 23, "typed_config.codec_type: HTTP2 is not implemented by legate yet");
-    expect_error(CONFIG("    type: STRICT_DNS\n", "", ""), 11, 11,
-                 "static_resources.clusters[0].type: STRICT_DNS is not implemented by legate yet");
+    expect_error(CONFIG("    type: ORIGINAL_DST\n", "", ""), 11, 11,
+                 "static_resources.clusters[0].type: ORIGINAL_DST is not implemented by legate "
+                 "yet");
     expect_error(CONFIG("    lb_policy: CLUSTER_PROVIDED\n", "", ""), 11, 16,
                  "clusters[0].lb_policy: CLUSTER_PROVIDED is not implemented by legate yet");
     expect_error(
@@ -682,6 +683,62 @@ static void test_health_and_balancing_options(void **state)
     assert_int_equal(r->hash_policy[3].kind, HASH_QUERY_PARAMETER);
     assert_string_equal(r->hash_policy[3].name, "u");
     config_free(&cfg);
+}
+
+static void test_discovery_options(void **state)
+{
+    (void)state;
+    struct config cfg;
+    load_ok(CONFIG("  - name: dns\n"
+                   "    type: STRICT_DNS\n"
+                   "    dns_refresh_rate: 2s\n"
+                   "    respect_dns_ttl: true\n"
+                   "    dns_lookup_family: V4_ONLY\n"
+                   "    typed_dns_resolver_config:\n"
+                   "      name: envoy.network.dns_resolver.cares\n"
+                   "      typed_config:\n"
+                   "        \"@type\": type.googleapis.com/"
+                   "envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig\n"
+                   "        resolvers: [{socket_address: {address: 127.0.0.1, port_value: 5353}}]\n"
+                   "    load_assignment:\n"
+                   "      cluster_name: dns\n"
+                   "      endpoints:\n"
+                   "      - lb_endpoints:\n"
+                   "        - endpoint: {address: {socket_address: {address: backend.test, "
+                   "port_value: 80}}}\n"
+                   "  - name: eds\n"
+                   "    type: EDS\n"
+                   "    eds_cluster_config:\n"
+                   "      service_name: svc\n"
+                   "      eds_config:\n"
+                   "        resource_api_version: V3\n"
+                   "        path_config_source: {path: /etc/legate/eds.yaml}\n",
+                   "", ""),
+            &cfg);
+    const struct cfg_cluster *d = &cfg.clusters[1];
+    assert_int_equal(d->type, CLUSTER_STRICT_DNS);
+    assert_int_equal(d->dns_refresh_rate_ms, 2000);
+    assert_true(d->respect_dns_ttl);
+    assert_int_equal(d->dns_family, DNS_V4_ONLY);
+    assert_int_equal(d->n_dns_resolvers, 1);
+    assert_int_equal(d->dns_resolvers[0].port, 5353);
+    assert_true(d->endpoints[0].hostname);
+    assert_string_equal(d->endpoints[0].addr.address, "backend.test");
+    assert_int_equal(d->endpoints[0].addr.port, 80);
+    const struct cfg_cluster *e = &cfg.clusters[2];
+    assert_int_equal(e->type, CLUSTER_EDS);
+    assert_string_equal(e->eds_path, "/etc/legate/eds.yaml");
+    assert_string_equal(e->eds_service_name, "svc");
+    assert_int_equal(e->n_endpoints, 0);
+    config_free(&cfg);
+
+    check_errors(CONFIG("  - name: e\n    type: EDS\n", "", ""), 1, 11, 5,
+                 "an EDS cluster needs eds_cluster_config");
+    check_errors(CONFIG("  - name: l\n    type: LOGICAL_DNS\n", "", ""), 1, 11, 5,
+                 "a LOGICAL_DNS cluster has exactly one endpoint (it has 0)");
+    check_errors(CONFIG("    eds_cluster_config: {eds_config: {path: rel.yaml}}\n", "", ""), 2, 11,
+                 45, "must be an absolute path");
+    check_errors(CONFIG("    dns_lookup_family: V5\n", "", ""), 1, 11, 24, "unknown value");
 }
 
 #define HC(fields)                                                                                 \
@@ -1053,8 +1110,11 @@ static void test_bad_ip(void **state)
 {
     (void)state;
     expect_error(CONFIG(ENDPOINT_CLUSTER("d", "backend.local", "80"), "", ""), 18, 41,
-                 "socket_address.address: \"backend.local\" must be a numeric IP address (DNS "
-                 "clusters are not implemented yet)");
+                 "clusters[1]: endpoint address \"backend.local\" is a host name: a STATIC "
+                 "cluster needs numeric addresses");
+    expect_error(CONFIG(ENDPOINT_CLUSTER("d", "bad_name!", "80"), "", ""), 18, 41,
+                 "socket_address.address: \"bad_name!\" must be a numeric IP address or a "
+                 "host name");
     expect_error("static_resources:\n  listeners:\n" LISTENER("a", "1.2.3", "80"), 5, 33,
                  "listeners[0].address.socket_address.address: \"1.2.3\" must be a numeric IP "
                  "address");
@@ -1280,6 +1340,7 @@ int main(void)
         cmocka_unit_test(test_domains),
         cmocka_unit_test(test_wrong_node_type),
         cmocka_unit_test(test_health_and_balancing_options),
+        cmocka_unit_test(test_discovery_options),
         cmocka_unit_test(test_health_and_balancing_errors),
         cmocka_unit_test(test_yaml_syntax_and_empty),
         cmocka_unit_test(test_all_errors_collected),

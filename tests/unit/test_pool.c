@@ -82,7 +82,8 @@ static void test_round_robin_cycles_hosts(void **state)
     uint32_t members[3] = {0, 1, 2}, weights[3] = {1, 1, 1};
     uint64_t cum[3];
     lb_cumulative(weights, 3, cum);
-    struct cluster_rt cl = {.cfg = &cfg, .hosts = hosts, .n_hosts = 3, .bell_fd = -1};
+    struct host *slots[3] = {&hosts[0], &hosts[1], &hosts[2]};
+    struct cluster_rt cl = {.cfg = &cfg, .slots = slots, .cap = 3, .bell_fd = -1};
     cl.plan.n_levels = 1;
     cl.plan.load[0] = 100;
     cl.levels[0] = (struct lb_level){.members = members, .weights = weights, .cum = cum, .n = 3};
@@ -100,7 +101,7 @@ static void test_round_robin_cycles_hosts(void **state)
     assert_int_equal(counts[2], 100);
     lb_rr_free(&cl.levels[0].rr);
     /* No host at all: "no healthy upstream". */
-    struct cluster_rt empty = {.cfg = &cfg, .hosts = NULL, .n_hosts = 0, .bell_fd = -1};
+    struct cluster_rt empty = {.cfg = &cfg, .slots = NULL, .cap = 0, .bell_fd = -1};
     empty.plan.n_levels = 1;
     empty.plan.none_available = 1;
     w.clusters = &empty;
