@@ -3361,6 +3361,168 @@ done:
     return result;
 }
 
+/* ---- an EDS file ------------------------------------------------------------------------------
+ */
+
+#define CLA_TYPE "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+
+static int check_cla_type(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    (void)slot;
+    const char *s = expect_scalar(ld, node, "a type URL");
+    if (s != NULL && strcmp(s, CLA_TYPE) != 0) {
+        report(ld, node, "is not " CLA_TYPE);
+        return -1;
+    }
+    return s != NULL ? 0 : -1;
+}
+
+static const struct schema cla_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "@type", .parse = check_cla_type},
+            {.name = "cluster_name", .parse = check_string, .required = true},
+            {.name = "endpoints", .parse = parse_locality_endpoints},
+            {0},
+        },
+    .unimplemented = "named_endpoints policy",
+};
+
+static int check_any_string(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    return check_string(ld, node, slot);
+}
+
+/* A DiscoveryResponse, as Envoy's filesystem subscription reads it. */
+struct discovery_walk {
+    struct cfg_cluster *cl;
+    const char *service;
+    bool found;
+};
+
+static const char *cla_name(struct loader *ld, const yaml_node_t *item)
+{
+    const yaml_node_t *name =
+        item->type == YAML_MAPPING_NODE ? map_get(ld, item, "cluster_name") : NULL;
+    return name != NULL && name->type == YAML_SCALAR_NODE ? scalar_text(name) : NULL;
+}
+
+static int parse_resources(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    struct discovery_walk *dw = slot;
+    size_t n;
+    if (expect_list(ld, node, &n) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        size_t saved = path_push_index(ld, i);
+        const yaml_node_t *item = list_item(ld, node, i);
+        const char *name = cla_name(ld, item);
+        /* Only the resource for this cluster's service is ours. */
+        if (name != NULL && strcmp(name, dw->service) == 0) {
+            if (dw->found)
+                report(ld, item, "a second ClusterLoadAssignment for \"%.100s\"", dw->service);
+            else
+                walk_map(ld, item, &cla_schema, dw->cl, NULL);
+            dw->found = true;
+        } else if (item->type != YAML_MAPPING_NODE) {
+            report_type(ld, item, "a ClusterLoadAssignment");
+        }
+        path_pop(ld, saved);
+    }
+    return 0;
+}
+
+static const struct schema discovery_response_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "version_info", .parse = check_any_string},
+            {.name = "resources", .parse = parse_resources, .required = true},
+            {.name = "type_url", .parse = check_any_string},
+            {.name = "nonce", .parse = check_any_string},
+            {0},
+        },
+    .unimplemented = "canary control_plane resource_errors",
+};
+
+int config_load_assignment(const char *source, const char *text, size_t len, const char *service,
+                           struct cfg_eds *out, struct config_errors *errs)
+{
+    struct config scratch;
+    memset(&scratch, 0, sizeof(scratch));
+    struct loader ld = {.source = source ? source : "<eds>", .cfg = &scratch};
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    bool have_parser = false, have_doc = false;
+    struct cfg_cluster cl;
+    memset(&cl, 0, sizeof(cl));
+    memset(out, 0, sizeof(*out));
+    memset(errs, 0, sizeof(*errs));
+    int result = -1;
+    if (!yaml_parser_initialize(&parser)) {
+        ld.oom = true;
+        goto done;
+    }
+    have_parser = true;
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        report_syntax(&ld, &parser, text, len);
+        goto done;
+    }
+    have_doc = true;
+    ld.doc = &doc;
+    const yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (!root || is_null(root)) {
+        report_at(&ld, (struct cfg_mark){1, 1}, "", "the file is empty");
+        goto done;
+    }
+    if (root->type == YAML_MAPPING_NODE && map_get(&ld, root, "resources") != NULL) {
+        struct discovery_walk dw = {.cl = &cl, .service = service};
+        if (walk_map(&ld, root, &discovery_response_schema, &dw, NULL) == 0 && !dw.found &&
+            ld.n_errors == 0)
+            report_at(&ld, mark_of(root), "resources", "no ClusterLoadAssignment for \"%.100s\"",
+                      service);
+    } else if (walk_map(&ld, root, &cla_schema, &cl, NULL) == 0) {
+        const char *name = cla_name(&ld, root);
+        if (name != NULL && strcmp(name, service) != 0)
+            report_at(&ld, mark_of(map_get(&ld, root, "cluster_name")), "cluster_name",
+                      "is \"%.100s\", not \"%.100s\"", name, service);
+    }
+    for (size_t i = 0; i < cl.n_endpoints; i++)
+        if (cl.endpoints[i].hostname)
+            report_at(&ld, cl.endpoints[i].addr.mark, "",
+                      "endpoint address \"%.100s\" is a host name: EDS needs numeric addresses",
+                      cl.endpoints[i].addr.address);
+    if (ld.n_errors == 0 && !ld.oom) {
+        result = 0;
+        out->endpoints = cl.endpoints;
+        out->n_endpoints = cl.n_endpoints;
+        cl.endpoints = NULL;
+        cl.n_endpoints = 0;
+    }
+done:
+    if (result < 0)
+        move_errors(&ld, errs);
+    for (size_t i = 0; i < ld.n_errors; i++)
+        free(ld.errors[i].msg);
+    free(ld.errors);
+    for (size_t i = 0; i < cl.n_endpoints; i++)
+        free(cl.endpoints[i].addr.address);
+    free(cl.endpoints);
+    if (have_doc)
+        yaml_document_delete(&doc);
+    if (have_parser)
+        yaml_parser_delete(&parser);
+    return result;
+}
+
+void config_eds_free(struct cfg_eds *eds)
+{
+    for (size_t i = 0; i < eds->n_endpoints; i++)
+        free(eds->endpoints[i].addr.address);
+    free(eds->endpoints);
+    memset(eds, 0, sizeof(*eds));
+}
+
 /* The whole file in memory (libyaml wants the text for reader-error positions too). */
 static int read_file(const char *path, char **text, size_t *len)
 {

@@ -309,6 +309,17 @@ void config_errors_free(struct config_errors *errs);
 /* The embedded default configuration used when no -c is given (see README). */
 extern const char config_default_yaml[];
 
+/* An EDS cluster's hosts, from its file: a ClusterLoadAssignment, or a
+ * DiscoveryResponse whose resources hold one, for `service` (the cluster's
+ * eds_cluster_config.service_name, else its name). Numeric addresses only. */
+struct cfg_eds {
+    struct cfg_endpoint *endpoints;
+    size_t n_endpoints;
+};
+int config_load_assignment(const char *source, const char *text, size_t len, const char *service,
+                           struct cfg_eds *out, struct config_errors *errs);
+void config_eds_free(struct cfg_eds *eds);
+
 /* Look up a cluster by name; NULL if absent. */
 const struct cfg_cluster *config_find_cluster(const struct config *cfg, const char *name);
 

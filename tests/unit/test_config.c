@@ -741,6 +741,93 @@ static void test_discovery_options(void **state)
     check_errors(CONFIG("    dns_lookup_family: V5\n", "", ""), 1, 11, 24, "unknown value");
 }
 
+static void eds_ok(const char *text, const char *service, struct cfg_eds *out)
+{
+    struct config_errors errs;
+    if (config_load_assignment("eds.yaml", text, strlen(text), service, out, &errs) != 0) {
+        print_errors(&errs);
+        config_errors_free(&errs);
+        fail();
+    }
+}
+
+static void eds_error(const char *text, const char *service, const char *needle)
+{
+    struct config_errors errs;
+    struct cfg_eds out;
+    assert_int_equal(config_load_assignment("eds.yaml", text, strlen(text), service, &out, &errs),
+                     -1);
+    bool found = false;
+    for (size_t i = 0; i < errs.n; i++)
+        found |= strstr(errs.msgs[i], needle) != NULL;
+    if (!found) {
+        print_message("no error with \"%s\"; got:\n", needle);
+        print_errors(&errs);
+        fail();
+    }
+    assert_null(out.endpoints);
+    config_errors_free(&errs);
+}
+
+static void test_eds_files(void **state)
+{
+    (void)state;
+    struct cfg_eds eds;
+    /* A bare ClusterLoadAssignment, in YAML. */
+    eds_ok("cluster_name: svc\n"
+           "endpoints:\n"
+           "- lb_endpoints:\n"
+           "  - endpoint: {address: {socket_address: {address: 10.0.0.1, port_value: 80}}}\n"
+           "    load_balancing_weight: 3\n"
+           "  - endpoint: {address: {socket_address: {address: 10.0.0.2, port_value: 80}}}\n"
+           "    health_status: UNHEALTHY\n"
+           "- priority: 1\n"
+           "  lb_endpoints:\n"
+           "  - endpoint: {address: {socket_address: {address: '::1', port_value: 81}}}\n",
+           "svc", &eds);
+    assert_int_equal(eds.n_endpoints, 3);
+    assert_int_equal(eds.endpoints[0].weight, 3);
+    assert_int_equal(eds.endpoints[1].health_status, HEALTH_STATUS_UNHEALTHY);
+    assert_int_equal(eds.endpoints[2].priority, 1);
+    assert_int_equal(eds.endpoints[2].addr.ss.ss_family, AF_INET6);
+    config_eds_free(&eds);
+    /* A DiscoveryResponse in JSON, as Envoy's filesystem subscription reads it. */
+    eds_ok("{\"version_info\": \"7\", \"resources\": ["
+           "{\"@type\": \"type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\","
+           " \"cluster_name\": \"other\", \"endpoints\": []},"
+           "{\"@type\": \"type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\","
+           " \"cluster_name\": \"svc\", \"endpoints\": [{\"lb_endpoints\": [{\"endpoint\":"
+           " {\"address\": {\"socket_address\": {\"address\": \"10.0.0.9\","
+           " \"port_value\": 8080}}}}]}]}]}",
+           "svc", &eds);
+    assert_int_equal(eds.n_endpoints, 1);
+    assert_int_equal(eds.endpoints[0].addr.port, 8080);
+    config_eds_free(&eds);
+    /* An empty assignment is valid: the cluster has no hosts. */
+    eds_ok("cluster_name: svc\n", "svc", &eds);
+    assert_int_equal(eds.n_endpoints, 0);
+    config_eds_free(&eds);
+
+    eds_error("cluster_name: other\n", "svc",
+              "eds.yaml:1:15: cluster_name: is \"other\", not \"svc\"");
+    eds_error("resources: []\n", "svc", "no ClusterLoadAssignment for \"svc\"");
+    eds_error("cluster_name: svc\nendpoints:\n- lb_endpoints:\n  - endpoint: {address: "
+              "{socket_address: {address: db.local, port_value: 80}}}\n",
+              "svc", "is a host name: EDS needs numeric addresses");
+    eds_error("cluster_name: svc\nendpoints:\n- lb_endpoints:\n  - endpoint: {address: "
+              "{socket_address: {address: 10.0.0.1, port_value: 0}}}\n",
+              "svc",
+              "eds.yaml:4:74: endpoints[0].lb_endpoints[0].endpoint.address.socket_address"
+              ".port_value: 0 is out of range");
+    eds_error("cluster_name: svc\nendpoints: [{lb_endpoints: [{load_balancing_weight: 0}]}]\n",
+              "svc", "must be at least 1");
+    eds_error("cluster_name: [svc\n", "svc", "eds.yaml:");
+    eds_error("", "svc", "the file is empty");
+    eds_error("{\"@type\": \"type.googleapis.com/envoy.config.cluster.v3.Cluster\", "
+              "\"cluster_name\": \"svc\"}",
+              "svc", "is not type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment");
+}
+
 #define HC(fields)                                                                                 \
     CONFIG("    health_checks:\n"                                                                  \
            "    - timeout: 1s\n"                                                                   \
@@ -1341,6 +1428,7 @@ int main(void)
         cmocka_unit_test(test_wrong_node_type),
         cmocka_unit_test(test_health_and_balancing_options),
         cmocka_unit_test(test_discovery_options),
+        cmocka_unit_test(test_eds_files),
         cmocka_unit_test(test_health_and_balancing_errors),
         cmocka_unit_test(test_yaml_syntax_and_empty),
         cmocka_unit_test(test_all_errors_collected),
