@@ -291,15 +291,15 @@ ssize_t ipc_recv_fds(int sock, void *data, size_t cap, int *fds, size_t max_fds,
     return n;
 }
 
-int ipc_send_log_fds(int sock, const uint32_t *index, const int *fds, size_t n)
+int ipc_send_indexed_fds(int sock, const uint32_t *index, const int *fds, size_t n)
 {
     if (n == 0 || n > IPC_MAX_FDS) {
         errno = EINVAL;
         return -1;
     }
-    struct ipc_log_fds m = {.magic = IPC_LOG_FDS_MAGIC, .n = (uint32_t)n};
+    struct ipc_indexed_fds m = {.magic = IPC_INDEXED_FDS_MAGIC, .n = (uint32_t)n};
     memcpy(m.index, index, n * sizeof(m.index[0]));
-    return ipc_send_fds(sock, &m, offsetof(struct ipc_log_fds, index) + n * sizeof(m.index[0]), fds,
+    return ipc_send_fds(sock, &m, offsetof(struct ipc_indexed_fds, index) + n * sizeof(m.index[0]), fds,
                         n);
 }
 
@@ -312,9 +312,9 @@ static int reject_log_fds(int *fds, size_t n_fds, const char **why, const char *
     return -1;
 }
 
-int ipc_recv_log_fds(int sock, uint32_t *index, int *fds, size_t *n, const char **why)
+int ipc_recv_indexed_fds(int sock, uint32_t *index, int *fds, size_t *n, const char **why)
 {
-    struct ipc_log_fds m;
+    struct ipc_indexed_fds m;
     size_t n_fds = 0;
     *n = 0;
     *why = NULL;
@@ -329,8 +329,8 @@ int ipc_recv_log_fds(int sock, uint32_t *index, int *fds, size_t *n, const char 
             close(fds[i]);
         return 0;
     }
-    const size_t head = offsetof(struct ipc_log_fds, index);
-    if ((size_t)len < head || m.magic != IPC_LOG_FDS_MAGIC)
+    const size_t head = offsetof(struct ipc_indexed_fds, index);
+    if ((size_t)len < head || m.magic != IPC_INDEXED_FDS_MAGIC)
         return reject_log_fds(fds, n_fds, why, "bad magic");
     if (m.n == 0 || m.n > IPC_MAX_FDS || (size_t)len != head + m.n * sizeof(m.index[0]))
         return reject_log_fds(fds, n_fds, why, "length does not match the count");

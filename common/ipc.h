@@ -115,23 +115,24 @@ int ipc_send_fds(int sock, const void *data, size_t len, const int *fds, size_t 
  * most max_fds; extras are closed) and counted in *n_fds. */
 ssize_t ipc_recv_fds(int sock, void *data, size_t cap, int *fds, size_t max_fds, size_t *n_fds);
 
-/* Reopened access logs, supervisor -> worker on the worker's supervisor socket
- * (--sup-sock): n descriptors by SCM_RIGHTS, the i-th for the access log
- * index[i], counting every listener's access logs in configuration order (the
- * order of --access-log-fds). At most IPC_MAX_FDS per message: more logs take
- * more messages. Only the used part of index[] is sent. */
-#define IPC_LOG_FDS_MAGIC 0x4c474c46u /* "LGLF" */
-struct ipc_log_fds {
+/* Descriptors, each with an index, supervisor -> child on the child's
+ * supervisor socket (--sup-sock), n by SCM_RIGHTS: reopened access logs to a
+ * worker (index[i]: the access log, counting every listener's in
+ * configuration order, as --access-log-fds), and an EDS file's validated
+ * content (a sealed memfd) to the upstream manager (index[i]: the cluster).
+ * At most IPC_MAX_FDS per message. Only the used part of index[] is sent. */
+#define IPC_INDEXED_FDS_MAGIC 0x4c474c46u /* "LGLF" */
+struct ipc_indexed_fds {
     uint32_t magic;
     uint32_t n;
     uint32_t index[IPC_MAX_FDS];
 };
 /* Send one message; -1 (EINVAL) if n is 0 or more than IPC_MAX_FDS. */
-int ipc_send_log_fds(int sock, const uint32_t *index, const int *fds, size_t n);
+int ipc_send_indexed_fds(int sock, const uint32_t *index, const int *fds, size_t n);
 /* Receive one message into index[] and fds[] (room for IPC_MAX_FDS each).
  * Returns 1 with *n set; 0 at EOF; -1 with errno (EAGAIN: nothing waiting),
  * or with errno EPROTO and *why for a malformed message, whose descriptors
  * are closed. */
-int ipc_recv_log_fds(int sock, uint32_t *index, int *fds, size_t *n, const char **why);
+int ipc_recv_indexed_fds(int sock, uint32_t *index, int *fds, size_t *n, const char **why);
 
 #endif

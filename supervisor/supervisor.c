@@ -31,6 +31,7 @@
 #include "listener/handoff.h"
 #include "shm/proc_stats.h"
 #include "shm/stats.h"
+#include "supervisor/eds.h"
 #include "supervisor/hot_restart.h"
 #include "worker/access_log.h"
 
@@ -83,6 +84,7 @@ struct sup {
     int hosts_bell_fd;  /* its doorbell eventfd */
     struct stats stats; /* the statistics segment, slot 0 */
     struct proc_stats proc_stats;
+    struct eds_watch eds; /* EDS clusters' files, handed to the upstream manager */
     char stats_name[64];
     char runtime_dir[256];
     char control_path[300];
@@ -610,7 +612,7 @@ static void spawn(struct sup *s, struct child *c)
     /* the listener's: up to 256 worker sockets and IPC_MAX_FDS held ones */
     int keep[256 + IPC_MAX_FDS + 32];
     size_t n_keep = 0;
-    if (c->def->role != ROLE_UPSTREAM && open_sup_sock(c) != 0) {
+    if (open_sup_sock(c) != 0) {
         log_error("socketpair for %s: %s", c->title + 8, strerror(errno));
         schedule_respawn(s, c, "could not be given its supervisor socket");
         return;
@@ -641,6 +643,9 @@ static void spawn(struct sup *s, struct child *c)
     }
     ev_child_set(&c->exit_watcher, pid, 0);
     ev_child_start(s->loop, &c->exit_watcher);
+    /* Queued on its socket until it reads: the EDS hosts it starts from. */
+    if (c->def->role == ROLE_UPSTREAM)
+        eds_watch_set_manager(&s->eds, c->sup_sock);
     log_debug("started %s as pid %d", c->title + 8, (int)pid);
 }
 
@@ -705,7 +710,7 @@ static void hand_over_logs(struct sup *s, const uint32_t *index, const int *fds,
          * one's successor gets the new descriptors on its command line. */
         if (c->def->role != ROLE_WORKER || c->pid <= 0 || c->sup_sock < 0)
             continue;
-        if (ipc_send_log_fds(c->sup_sock, index, fds, n) != 0)
+        if (ipc_send_indexed_fds(c->sup_sock, index, fds, n) != 0)
             log_error("%s (pid %d) was not sent the reopened access logs: %s; it writes to the "
                       "old files until the next reopen or its restart",
                       c->title + 8, (int)c->pid, strerror(errno));
@@ -1721,11 +1726,14 @@ int supervisor_run(struct config *cfg, const struct sup_options *opt)
             c->sup_sock = c->sup_peer = -1;
         }
     }
+    if (eds_watch_start(&s->eds, s->loop, s->cfg, &s->stats) != 0)
+        log_error("EDS clusters will have no hosts until legate restarts");
     for (size_t i = 0; i < s->n_children; i++)
         spawn(s, &s->children[i]);
 
     ev_run(s->loop, 0);
 
+    eds_watch_stop(&s->eds);
     proc_stats_stop(&s->proc_stats, s->loop);
     if (s->carry_counters && s->handed_over)
         send_counters(s, true); /* every process has exited: these are the last totals */

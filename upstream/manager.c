@@ -14,6 +14,8 @@
  * notice the address changed and start afresh). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +108,7 @@ struct manager {
     struct mcluster *clusters;
     size_t n_clusters;
     ev_io bell;
+    ev_io sup; /* the supervisor socket: EDS files' content arrives here */
 };
 
 static const char *const od_reason_names[OD_REASONS] = {
@@ -714,6 +717,80 @@ static void on_dns_timer(struct ev_loop *loop, ev_timer *t, int revents)
     dns_start_round(cl);
 }
 
+/* --- EDS ---------------------------------------------------------------------------------- */
+
+/* A validated EDS file from the supervisor (a sealed memfd). Parsed again
+ * here: what the manager trusts is what it parsed itself. */
+static void eds_apply(struct mcluster *cl, int fd)
+{
+    const struct cfg_cluster *cfg = cl->cfg;
+    struct stat st;
+    char *text = NULL;
+    if (fstat(fd, &st) == 0 && st.st_size >= 0 && (text = malloc((size_t)st.st_size + 1)) != NULL &&
+        pread(fd, text, (size_t)st.st_size, 0) == st.st_size) {
+        struct cfg_eds eds;
+        struct config_errors errs;
+        const char *service = cfg->eds_service_name != NULL ? cfg->eds_service_name : cfg->name;
+        if (config_load_assignment(cfg->eds_path, text, (size_t)st.st_size, service, &eds, &errs) ==
+            0) {
+            struct found_host *found =
+                calloc(eds.n_endpoints ? eds.n_endpoints : 1, sizeof(*found));
+            if (found == NULL)
+                log_fatal("out of memory");
+            for (size_t i = 0; i < eds.n_endpoints; i++) {
+                found[i].addr = eds.endpoints[i].addr.ss;
+                found[i].addrlen = eds.endpoints[i].addr.sslen;
+                found[i].weight = eds.endpoints[i].weight;
+                found[i].priority = eds.endpoints[i].priority;
+                found[i].status = eds.endpoints[i].health_status;
+            }
+            membership_set(cl, found, eds.n_endpoints);
+            free(found);
+            config_eds_free(&eds);
+        } else {
+            log_error("cluster %s: the supervisor's EDS content does not parse here: %s", cfg->name,
+                      errs.n > 0 ? errs.msgs[0] : "?");
+            config_errors_free(&errs);
+        }
+    } else {
+        log_error("cluster %s: cannot read the EDS content handed over: %s", cfg->name,
+                  strerror(errno));
+    }
+    free(text);
+    close(fd);
+}
+
+static void on_sup(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct manager *m = w->data;
+    for (;;) {
+        uint32_t index[IPC_MAX_FDS];
+        int fds[IPC_MAX_FDS];
+        size_t n = 0;
+        const char *why = NULL;
+        int rc = ipc_recv_indexed_fds(w->fd, index, fds, &n, &why);
+        if (rc == 0) {
+            ev_io_stop(loop, w); /* the supervisor is gone: PDEATHSIG follows */
+            return;
+        }
+        if (rc < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                log_error("supervisor socket: %s", why != NULL ? why : strerror(errno));
+            return;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (index[i] < m->n_clusters && m->clusters[index[i]].cfg->type == CLUSTER_EDS)
+                eds_apply(&m->clusters[index[i]], fds[i]);
+            else {
+                log_error("the supervisor sent EDS content for cluster %u, not an EDS cluster",
+                          index[i]);
+                close(fds[i]);
+            }
+        }
+    }
+}
+
 /* --- set-up -------------------------------------------------------------------------------- */
 
 static void setup_cluster(struct manager *m, struct mcluster *cl, size_t index)
@@ -881,6 +958,12 @@ int upstream_manager_run(const struct child_ctx *ctx)
         ev_io_start(m.loop, &m.bell);
     for (size_t i = 0; i < m.n_clusters; i++)
         start_cluster(&m.clusters[i]);
+    ev_io_init(&m.sup, on_sup, ctx->sup_sock, EV_READ);
+    m.sup.data = &m;
+    if (ctx->sup_sock >= 0) {
+        fcntl(ctx->sup_sock, F_SETFL, fcntl(ctx->sup_sock, F_GETFL) | O_NONBLOCK);
+        ev_io_start(m.loop, &m.sup);
+    }
     child_ready(&ctl);
     ev_run(m.loop, 0);
     stop_everything(&m);

@@ -82,7 +82,7 @@ static void on_sup_sock(struct ev_loop *loop, ev_io *io, int revents)
         int fds[IPC_MAX_FDS];
         size_t n = 0;
         const char *why = NULL;
-        int rc = ipc_recv_log_fds(io->fd, index, fds, &n, &why);
+        int rc = ipc_recv_indexed_fds(io->fd, index, fds, &n, &why);
         if (rc > 0) {
             worker_switch_log_fds(w, index, fds, n);
             continue;

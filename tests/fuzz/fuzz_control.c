@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint32_t index[IPC_MAX_FDS];
         int fds[IPC_MAX_FDS];
         size_t n = 0;
-        if (ipc_recv_log_fds(pair[1], index, fds, &n, &why) == 1)
+        if (ipc_recv_indexed_fds(pair[1], index, fds, &n, &why) == 1)
             for (size_t i = 0; i < n; i++)
                 close(fds[i]);
     } else {

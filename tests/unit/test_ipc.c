@@ -168,13 +168,13 @@ static void test_log_fds_round_trip(void **state)
     assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
     int fds[2] = {open("/dev/null", O_WRONLY), open("/dev/zero", O_RDONLY)};
     uint32_t index[2] = {7, 2};
-    assert_int_equal(ipc_send_log_fds(sv[0], index, fds, 2), 0);
+    assert_int_equal(ipc_send_indexed_fds(sv[0], index, fds, 2), 0);
 
     uint32_t got_index[IPC_MAX_FDS];
     int got[IPC_MAX_FDS];
     size_t n = 99;
     const char *why = "unset";
-    assert_int_equal(ipc_recv_log_fds(sv[1], got_index, got, &n, &why), 1);
+    assert_int_equal(ipc_recv_indexed_fds(sv[1], got_index, got, &n, &why), 1);
     assert_int_equal(n, 2);
     assert_null(why);
     assert_int_equal(got_index[0], 7);
@@ -187,11 +187,11 @@ static void test_log_fds_round_trip(void **state)
     }
     /* Nothing waiting on a non-blocking socket: -1 with EAGAIN. */
     fcntl(sv[1], F_SETFL, O_NONBLOCK);
-    assert_int_equal(ipc_recv_log_fds(sv[1], got_index, got, &n, &why), -1);
+    assert_int_equal(ipc_recv_indexed_fds(sv[1], got_index, got, &n, &why), -1);
     assert_int_equal(errno, EAGAIN);
     /* The supervisor's end closed: EOF. */
     close(sv[0]);
-    assert_int_equal(ipc_recv_log_fds(sv[1], got_index, got, &n, &why), 0);
+    assert_int_equal(ipc_recv_indexed_fds(sv[1], got_index, got, &n, &why), 0);
     close(sv[1]);
 }
 
@@ -208,16 +208,16 @@ static void test_log_fds_bounded_per_message(void **state)
         index[i] = (uint32_t)i;
     }
     /* One more than a message carries is refused; none at all too. */
-    assert_int_equal(ipc_send_log_fds(sv[0], index, fds, IPC_MAX_FDS + 1), -1);
+    assert_int_equal(ipc_send_indexed_fds(sv[0], index, fds, IPC_MAX_FDS + 1), -1);
     assert_int_equal(errno, EINVAL);
-    assert_int_equal(ipc_send_log_fds(sv[0], index, fds, 0), -1);
+    assert_int_equal(ipc_send_indexed_fds(sv[0], index, fds, 0), -1);
     /* Exactly IPC_MAX_FDS crosses in one message. */
-    assert_int_equal(ipc_send_log_fds(sv[0], index, fds, IPC_MAX_FDS), 0);
+    assert_int_equal(ipc_send_indexed_fds(sv[0], index, fds, IPC_MAX_FDS), 0);
     static uint32_t got_index[IPC_MAX_FDS];
     static int got[IPC_MAX_FDS];
     size_t n = 0;
     const char *why = NULL;
-    assert_int_equal(ipc_recv_log_fds(sv[1], got_index, got, &n, &why), 1);
+    assert_int_equal(ipc_recv_indexed_fds(sv[1], got_index, got, &n, &why), 1);
     assert_int_equal(n, IPC_MAX_FDS);
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(got_index[i], i);
@@ -243,10 +243,10 @@ static void test_log_fds_rejects_malformed(void **state)
     const char *why = NULL;
 
     /* The count says two, one descriptor came: rejected, and the one closed. */
-    struct ipc_log_fds m = {.magic = IPC_LOG_FDS_MAGIC, .n = 2, .index = {0, 1}};
-    size_t len = offsetof(struct ipc_log_fds, index) + 2 * sizeof(uint32_t);
+    struct ipc_indexed_fds m = {.magic = IPC_INDEXED_FDS_MAGIC, .n = 2, .index = {0, 1}};
+    size_t len = offsetof(struct ipc_indexed_fds, index) + 2 * sizeof(uint32_t);
     assert_int_equal(ipc_send_fds(sv[0], &m, len, &fd, 1), 0);
-    assert_int_equal(ipc_recv_log_fds(sv[1], got_index, got, &n, &why), -1);
+    assert_int_equal(ipc_recv_indexed_fds(sv[1], got_index, got, &n, &why), -1);
     assert_int_equal(errno, EPROTO);
     assert_non_null(strstr(why, "count"));
     assert_int_equal(n, 0);
@@ -255,22 +255,22 @@ static void test_log_fds_rejects_malformed(void **state)
     /* A bad magic. */
     m.magic = IPC_MAGIC;
     m.n = 1;
-    len = offsetof(struct ipc_log_fds, index) + sizeof(uint32_t);
+    len = offsetof(struct ipc_indexed_fds, index) + sizeof(uint32_t);
     assert_int_equal(ipc_send_fds(sv[0], &m, len, &fd, 1), 0);
-    assert_int_equal(ipc_recv_log_fds(sv[1], got_index, got, &n, &why), -1);
+    assert_int_equal(ipc_recv_indexed_fds(sv[1], got_index, got, &n, &why), -1);
     assert_non_null(strstr(why, "magic"));
 
     /* A length that does not match the count. */
-    m.magic = IPC_LOG_FDS_MAGIC;
+    m.magic = IPC_INDEXED_FDS_MAGIC;
     assert_int_equal(ipc_send_fds(sv[0], &m, len + 4, &fd, 1), 0);
-    assert_int_equal(ipc_recv_log_fds(sv[1], got_index, got, &n, &why), -1);
+    assert_int_equal(ipc_recv_indexed_fds(sv[1], got_index, got, &n, &why), -1);
     assert_non_null(strstr(why, "length"));
 
     /* Longer than any log-fds message. */
-    static char big[sizeof(struct ipc_log_fds) + 64];
+    static char big[sizeof(struct ipc_indexed_fds) + 64];
     memcpy(big, &m, sizeof(m));
     assert_int_equal(ipc_send_fds(sv[0], big, sizeof(big), &fd, 1), 0);
-    assert_int_equal(ipc_recv_log_fds(sv[1], got_index, got, &n, &why), -1);
+    assert_int_equal(ipc_recv_indexed_fds(sv[1], got_index, got, &n, &why), -1);
     assert_int_equal(errno, EPROTO);
     assert_non_null(why);
 

@@ -190,7 +190,7 @@ static void test_descriptors_arrive_on_the_supervisor_socket(void **state)
 
     int fresh = temp_log();
     uint32_t index = 0;
-    assert_int_equal(ipc_send_log_fds(sv[0], &index, &fresh, 1), 0);
+    assert_int_equal(ipc_send_indexed_fds(sv[0], &index, &fresh, 1), 0);
     /* A malformed message in between is dropped, its descriptor closed. */
     int junk_fd = temp_log();
     uint32_t junk = 0xdeadbeef;
