@@ -1934,15 +1934,85 @@ static int set_choice_count(struct loader *ld, const yaml_node_t *node, void *sl
     return 0;
 }
 
+/* type.v3.Percent: {value: 0..100}, a double. */
+static int set_percent_value(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    const char *s = expect_scalar(ld, node, "a number");
+    if (!s)
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno != 0 || !(v >= 0.0 && v <= 100.0)) {
+        report(ld, node, "must be a number from 0 to 100, got \"%.60s\"", s);
+        return -1;
+    }
+    *(double *)slot = v;
+    return 0;
+}
+
+static const struct schema percent_schema = {
+    .fields = (const struct field[]){{.name = "value", .parse = set_percent_value}, {0}},
+};
+
+/* slow_start_config, in round_robin_lb_config or least_request_lb_config. */
+static int set_aggression(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    const char *s = expect_scalar(ld, node, "a number");
+    if (!s)
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno != 0 || !(v > 0.0 && v <= 1000.0)) {
+        report(ld, node, "must be a number above 0 (and at most 1000), got \"%.60s\"", s);
+        return -1;
+    }
+    *(double *)slot = v;
+    return 0;
+}
+
+static const struct schema runtime_double_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "default_value", .parse = set_aggression, .required = true},
+            {.name = "runtime_key", .parse = check_string},
+            {0},
+        },
+};
+
+static const struct schema slow_start_schema = {
+    .fields =
+        (const struct field[]){
+            {.name = "slow_start_window",
+             .parse = set_connect_timeout, /* a duration above 0s */
+             .offset = offsetof(struct cfg_cluster, slow_start_window_ms)},
+            {.name = "aggression",
+             .nested = &runtime_double_schema,
+             .offset = offsetof(struct cfg_cluster, slow_start_aggression)},
+            {.name = "min_weight_percent",
+             .nested = &percent_schema,
+             .offset = offsetof(struct cfg_cluster, slow_start_min_weight)},
+            {0},
+        },
+};
+
+static const struct schema round_robin_schema = {
+    .fields =
+        (const struct field[]){{.name = "slow_start_config", .nested = &slow_start_schema}, {0}},
+    .unimplemented = "locality_lb_config",
+};
+
 static const struct schema least_request_schema = {
     .fields =
         (const struct field[]){
             {.name = "choice_count",
              .parse = set_choice_count,
              .offset = offsetof(struct cfg_cluster, choice_count)},
+            {.name = "slow_start_config", .nested = &slow_start_schema},
             {0},
         },
-    .unimplemented = "active_request_bias slow_start_config locality_lb_config "
+    .unimplemented = "active_request_bias locality_lb_config "
                      "enable_full_scan selection_method",
 };
 
@@ -2225,27 +2295,6 @@ static int set_positive_duration(struct loader *ld, const yaml_node_t *node, voi
 {
     return set_connect_timeout(ld, node, slot); /* a duration above 0s */
 }
-
-/* type.v3.Percent: {value: 0..100}, a double. */
-static int set_percent_value(struct loader *ld, const yaml_node_t *node, void *slot)
-{
-    const char *s = expect_scalar(ld, node, "a number");
-    if (!s)
-        return -1;
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end != '\0' || errno != 0 || !(v >= 0.0 && v <= 100.0)) {
-        report(ld, node, "must be a number from 0 to 100, got \"%.60s\"", s);
-        return -1;
-    }
-    *(double *)slot = v;
-    return 0;
-}
-
-static const struct schema percent_schema = {
-    .fields = (const struct field[]){{.name = "value", .parse = set_percent_value}, {0}},
-};
 
 static const struct schema common_lb_schema = {
     .fields =
@@ -2971,6 +3020,7 @@ static const struct schema cluster_schema = {
              .parse = set_lb_policy,
              .offset = offsetof(struct cfg_cluster, lb_policy)},
             {.name = "least_request_lb_config", .nested = &least_request_schema},
+            {.name = "round_robin_lb_config", .nested = &round_robin_schema},
             {.name = "load_assignment", .nested = &load_assignment_schema},
             {.name = "circuit_breakers", .nested = &circuit_breakers_schema},
             {.name = "typed_extension_protocol_options", .parse = parse_protocol_options},
@@ -3000,7 +3050,7 @@ static const struct schema cluster_schema = {
                      "use_tcp_for_dns_lookups dns_resolution_config "
                      "wait_for_warm_on_init cleanup_interval "
                      "upstream_bind_config lb_subset_config "
-                     "original_dst_lb_config round_robin_lb_config "
+                     "original_dst_lb_config "
                      "transport_socket metadata protocol_selection "
                      "upstream_connection_options close_connections_on_host_health_failure "
                      "ignore_health_on_host_removal filters load_balancing_policy lrs_server "
@@ -3041,6 +3091,8 @@ static int parse_clusters(struct loader *ld, const yaml_node_t *node, void *slot
         cluster->mark = mark_of(item);
         ld->cluster_index = i;
         cluster->dns_refresh_rate_ms = 5000;
+        cluster->slow_start_aggression = 1.0;
+        cluster->slow_start_min_weight = 10.0;
         if (walk_map(ld, item, &cluster_schema, cluster, NULL) == 0)
             check_discovery(ld, item, cluster);
         if (cluster->ring_min_size > cluster->ring_max_size)

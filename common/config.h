@@ -243,7 +243,12 @@ struct cfg_cluster {
     char *name;
     enum cfg_cluster_type type;
     enum cfg_lb_policy lb_policy;
-    uint32_t choice_count;          /* least_request_lb_config.choice_count (default 2) */
+    uint32_t choice_count; /* least_request_lb_config.choice_count (default 2) */
+    /* {round_robin,least_request}_lb_config.slow_start_config: a host added
+     * after start ramps up to its weight over the window (0: off) */
+    uint64_t slow_start_window_ms;
+    double slow_start_aggression;   /* aggression.default_value (1.0: linear) */
+    double slow_start_min_weight;   /* min_weight_percent.value (10) */
     uint64_t connect_timeout_ms;    /* default 5000 */
     struct cfg_endpoint *endpoints; /* flattened over load_assignment.endpoints[].lb_endpoints[] */
     size_t n_endpoints;

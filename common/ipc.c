@@ -299,8 +299,8 @@ int ipc_send_indexed_fds(int sock, const uint32_t *index, const int *fds, size_t
     }
     struct ipc_indexed_fds m = {.magic = IPC_INDEXED_FDS_MAGIC, .n = (uint32_t)n};
     memcpy(m.index, index, n * sizeof(m.index[0]));
-    return ipc_send_fds(sock, &m, offsetof(struct ipc_indexed_fds, index) + n * sizeof(m.index[0]), fds,
-                        n);
+    return ipc_send_fds(sock, &m, offsetof(struct ipc_indexed_fds, index) + n * sizeof(m.index[0]),
+                        fds, n);
 }
 
 static int reject_log_fds(int *fds, size_t n_fds, const char **why, const char *reason)

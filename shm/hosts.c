@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #define HOSTS_MAGIC 0x3154534f48474c00ull /* "\0LGHOST1" */
-#define RING_RESERVE_MAX (1u << 18) /* ring entries reserved per level (sparse) */
+#define RING_RESERVE_MAX (1u << 18)       /* ring entries reserved per level (sparse) */
 
 enum table_kind {
     TABLE_NONE,

@@ -1,5 +1,7 @@
 #include "shm/stats_export.h"
 
+#include "shm/hosts.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,6 +277,14 @@ void stats_render_text(const struct stats_view *v, struct buf *out)
             continue;
         buf_printf(out, "%s: ", r->name);
         put_value(out, r);
+        /* A host's health flags (the upstream manager's gauge), spelled out
+         * as /clusters spells them. */
+        size_t len = strlen(r->name);
+        if (r->kind == STAT_GAUGE && len > 13 && strcmp(r->name + len - 13, ".health_flags") == 0) {
+            char text[160];
+            host_flags_text((int64_t)r->value > 0 ? (uint32_t)r->value : 0, text, sizeof(text));
+            buf_printf(out, " (%s)", text);
+        }
         buf_append(out, "\n", 1);
     }
     for (size_t i = 0; i < v->n; i++) {

@@ -72,27 +72,59 @@ uint64_t lb_murmur2_64(const void *data, size_t len, uint64_t seed)
 
 /* --- round robin -------------------------------------------------------------------- */
 
+/* Is host a's next turn due before host b's? (2k_a + 1) / 2w_a against
+ * (2k_b + 1) / 2w_b, compared exactly in 128 bits. */
+static bool due_before(const struct lb_rr *rr, uint32_t a, uint32_t b)
+{
+    unsigned __int128 lhs = (unsigned __int128)(2 * rr->turns[a] + 1) * rr->weights[b];
+    unsigned __int128 rhs = (unsigned __int128)(2 * rr->turns[b] + 1) * rr->weights[a];
+    return lhs < rhs || (lhs == rhs && a < b);
+}
+
+static void sift_down(struct lb_rr *rr, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, best = i;
+        if (l < rr->heap_n && due_before(rr, rr->heap[l], rr->heap[best]))
+            best = l;
+        if (r < rr->heap_n && due_before(rr, rr->heap[r], rr->heap[best]))
+            best = r;
+        if (best == i)
+            return;
+        uint32_t t = rr->heap[i];
+        rr->heap[i] = rr->heap[best];
+        rr->heap[best] = t;
+        i = best;
+    }
+}
+
 int lb_rr_init(struct lb_rr *rr, const uint32_t *weights, size_t n)
 {
+    memset(rr, 0, sizeof(*rr));
     rr->n = n;
     rr->weights = weights;
-    rr->total = 0;
-    rr->current = calloc(n ? n : 1, sizeof(int64_t));
-    if (rr->current == NULL)
-        return -1;
     rr->equal = true;
-    rr->next = 0;
     for (size_t i = 0; i < n; i++) {
         rr->total += weights[i];
         if (weights[i] != weights[0])
             rr->equal = false;
     }
+    if (rr->equal)
+        return 0;
+    rr->turns = calloc(n, sizeof(*rr->turns));
+    rr->heap = calloc(n, sizeof(*rr->heap));
+    if (rr->turns == NULL || rr->heap == NULL) {
+        lb_rr_free(rr);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (weights[i] > 0)
+            rr->heap[rr->heap_n++] = (uint32_t)i;
+    for (size_t i = rr->heap_n / 2; i-- > 0;)
+        sift_down(rr, i);
     return 0;
 }
 
-/* Every host gains its weight; the one ahead is picked and pays the total
- * back. The gains over a cycle equal the payments, so the counts are exact,
- * and a heavy host's turns are spread between the others'. */
 size_t lb_rr_pick(struct lb_rr *rr)
 {
     if (rr->total == 0)
@@ -102,22 +134,19 @@ size_t lb_rr_pick(struct lb_rr *rr)
         rr->next = i + 1 == rr->n ? 0 : i + 1;
         return i;
     }
-    size_t best = LB_NONE;
-    for (size_t i = 0; i < rr->n; i++) {
-        if (rr->weights[i] == 0)
-            continue;
-        rr->current[i] += rr->weights[i];
-        if (best == LB_NONE || rr->current[i] > rr->current[best])
-            best = i;
-    }
-    rr->current[best] -= rr->total;
+    uint32_t best = rr->heap[0];
+    rr->turns[best]++;
+    sift_down(rr, 0);
     return best;
 }
 
 void lb_rr_free(struct lb_rr *rr)
 {
-    free(rr->current);
-    rr->current = NULL;
+    free(rr->turns);
+    free(rr->heap);
+    rr->turns = NULL;
+    rr->heap = NULL;
+    rr->heap_n = 0;
 }
 
 /* --- random and least request ------------------------------------------------------- */

@@ -34,15 +34,20 @@ uint64_t lb_hash(const void *data, size_t len, uint64_t seed);
 #define LB_MURMUR2_SEED 0xc70f6907ull
 uint64_t lb_murmur2_64(const void *data, size_t len, uint64_t seed);
 
-/* ROUND_ROBIN: smooth weighted round robin. Over any sum-of-weights picks,
- * each host is picked exactly its weight times, interleaved rather than in
- * runs (weights 5,1,1 give a a b a c a a). */
+/* ROUND_ROBIN: weighted round robin as an earliest-deadline-first schedule
+ * (Envoy's choice too), O(log n) per pick: host i's k-th turn is due at
+ * (k - 1/2) / weight_i, the earliest due host goes next (ties: the lower
+ * index). Over every cycle of sum-of-weights picks each host is picked
+ * exactly its weight times, its turns spread over the cycle (weights 5,1,1
+ * give a a a b c a a). Equal weights are a plain rotation, O(1). */
 struct lb_rr {
     size_t n;
     const uint32_t *weights;
-    int64_t *current;
-    int64_t total;
-    bool equal; /* every weight the same: plain rotation, O(1) (else O(n) per pick) */
+    uint64_t *turns; /* k: turns taken so far, per host */
+    uint32_t *heap;  /* hosts with a weight, earliest due first */
+    size_t heap_n;
+    uint64_t total;
+    bool equal;
     size_t next;
 };
 int lb_rr_init(struct lb_rr *rr, const uint32_t *weights, size_t n); /* 0, or -1 (memory) */

@@ -14,6 +14,7 @@
  * notice the address changed and start afresh). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <netinet/in.h>
@@ -46,7 +47,9 @@ struct mhost {
     char name[64];
     uint32_t flags;
     struct hc_host *hc;
-    int flags_id; /* cluster.<c>.host.<addr>.health_flags */
+    int flags_id;       /* cluster.<c>.host.<addr>.health_flags */
+    bool ramp_pending;  /* added after start: slow start once it is available */
+    uint64_t ramp_from; /* ms when its slow start began; 0: at full weight */
     /* the live counters at the last interval, for the success rate's deltas */
     uint64_t seen_total, seen_success, seen_local_total, seen_local_success;
 };
@@ -95,6 +98,8 @@ struct mcluster {
     struct dns_name *names;
     size_t n_names;
     ev_timer dns_timer;
+    bool started;        /* discovery's first answer is in: later hosts slow-start */
+    ev_timer ramp_timer; /* republishes while a host ramps up */
     /* stats */
     int membership_total, membership_healthy, membership_degraded, membership_change;
     int update_attempt, update_success, update_failure, update_empty;
@@ -195,6 +200,46 @@ out:
     free(weights);
 }
 
+/* Slow start (Envoy's slow_start_config, ROUND_ROBIN and LEAST_REQUEST): a
+ * host added after start, once available, carries weight x max(min_weight,
+ * (t / window) ^ (1 / aggression)) until the window is over. Weights are
+ * scaled by 100 in such a cluster so that the ramp has steps to take. */
+static uint32_t effective_weight(struct mcluster *cl, struct mhost *h, bool *ramping)
+{
+    const struct cfg_cluster *cfg = cl->cfg;
+    if (cfg->slow_start_window_ms == 0 ||
+        (cfg->lb_policy != LB_ROUND_ROBIN && cfg->lb_policy != LB_LEAST_REQUEST))
+        return h->weight;
+    uint64_t full = (uint64_t)h->weight * 100;
+    if (h->ramp_pending && !(h->flags & HOST_UNAVAILABLE)) {
+        h->ramp_pending = false;
+        h->ramp_from = now_ms();
+    }
+    if (h->ramp_from == 0)
+        return full > UINT32_MAX ? UINT32_MAX : (uint32_t)full;
+    uint64_t elapsed = now_ms() - h->ramp_from;
+    if (elapsed >= cfg->slow_start_window_ms) {
+        h->ramp_from = 0;
+        return full > UINT32_MAX ? UINT32_MAX : (uint32_t)full;
+    }
+    double f =
+        pow((double)elapsed / (double)cfg->slow_start_window_ms, 1.0 / cfg->slow_start_aggression);
+    if (f < cfg->slow_start_min_weight / 100.0)
+        f = cfg->slow_start_min_weight / 100.0;
+    *ramping = true;
+    double w = (double)full * f;
+    return w < 1.0 ? 1 : w > (double)UINT32_MAX ? UINT32_MAX : (uint32_t)w;
+}
+
+static void publish(struct mcluster *cl);
+
+static void on_ramp(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    publish(t->data);
+}
+
 static void publish(struct mcluster *cl)
 {
     struct manager *m = cl->m;
@@ -228,6 +273,7 @@ static void publish(struct mcluster *cl)
         }
     }
 
+    bool ramping = false;
     struct hosts_entry *e = hosts_write_begin(cl->shm);
     uint32_t *members = calloc(cl->n_hosts ? cl->n_hosts : 1, sizeof(*members));
     if (members == NULL)
@@ -236,7 +282,7 @@ static void publish(struct mcluster *cl)
         const struct mhost *h = cl->hosts[i];
         memset(&e[i], 0, sizeof(e[i]));
         e[i].live = h->slot;
-        e[i].weight = h->weight;
+        e[i].weight = effective_weight(cl, cl->hosts[i], &ramping);
         e[i].priority = h->priority;
         e[i].flags = h->flags;
         memcpy(&e[i].addr, &h->addr, h->addrlen);
@@ -255,6 +301,10 @@ static void publish(struct mcluster *cl)
     }
     free(members);
     hosts_write_publish(cl->shm, (uint32_t)cl->n_hosts, &plan);
+    if (ramping) {
+        double step = (double)cl->cfg->slow_start_window_ms / 20000.0;
+        timer_rearm(m->loop, &cl->ramp_timer, step > 0.05 ? step : 0.05);
+    }
 
     gauge(m, cl->membership_total, (int64_t)cl->n_hosts);
     gauge(m, cl->membership_healthy, (int64_t)healthy);
@@ -514,6 +564,7 @@ static struct mhost *host_add(struct mcluster *cl, const struct found_host *f)
     if (cl->cfg->hc.enabled)
         h->flags |=
             prev_flags(cl, f, &before) ? (before & HOST_FAILED_ACTIVE_HC) : HOST_FAILED_ACTIVE_HC;
+    h->ramp_pending = cl->started;
     h->flags_id = -1;
     if (m->ctx->stats != NULL) {
         char stat[512];
@@ -614,6 +665,7 @@ static void membership_set(struct mcluster *cl, const struct found_host *found, 
     if (added > 0 || removed > 0 || changed)
         inc(cl->m, cl->membership_change, 1);
     publish(cl);
+    cl->started = true; /* from now on, a new host slow-starts */
 }
 
 /* --- DNS ---------------------------------------------------------------------------------- */
@@ -870,6 +922,8 @@ static void setup_cluster(struct manager *m, struct mcluster *cl, size_t index)
         ev_timer_init(&cl->dns_timer, on_dns_timer, 0., 0.);
         cl->dns_timer.data = cl;
     }
+    ev_timer_init(&cl->ramp_timer, on_ramp, 0., 0.);
+    cl->ramp_timer.data = cl;
 }
 
 /* On the loop, after the sandbox: first membership, checks, timers. */
@@ -915,6 +969,7 @@ static void stop_everything(struct manager *m)
         }
         if (cl->cfg->outlier.enabled)
             ev_timer_stop(m->loop, &cl->od_timer);
+        ev_timer_stop(m->loop, &cl->ramp_timer);
         if (cl->resolver != NULL) {
             ev_timer_stop(m->loop, &cl->dns_timer);
             dns_resolver_free(cl->resolver);

@@ -45,11 +45,12 @@ class EdsTest(H.LegateTestCase):
             f.write(text)
         os.rename(tmp, self.path)
 
-    def start(self, concurrency=2):
+    def start(self, concurrency=2, extra=None):
         listen, admin = H.free_port(), H.free_port()
         c = {"name": "svc", "type": "EDS", "connect_timeout": "1s",
              "eds_cluster_config": {"eds_config": {"resource_api_version": "V3",
                                                    "path_config_source": {"path": self.path}}}}
+        c.update(extra or {})
         vhosts = [H.vhost("all", ["*"], [H.route_to("svc", prefix="/", timeout="3s")])]
         lg = self.legate(H.simple_config(listen, vhosts, [c], admin_port=admin), listen,
                          concurrency=concurrency)
@@ -168,6 +169,23 @@ class EdsTest(H.LegateTestCase):
         self.write(assignment(p))  # an update the new manager must get as well
         self.wait_hosts(lg, p)
         self.assertEqual(sorted(x > 0 for x in self.served(lg, 30)), [True, True, True])
+
+    def test_slow_start_ramps_a_new_host_up(self):
+        p = [u.port for u in self.u]
+        self.write(assignment(p[:1]))
+        lg = self.start(concurrency=1, extra={"round_robin_lb_config": {"slow_start_config": {
+            "slow_start_window": "4s", "aggression": {"default_value": 1.0},
+            "min_weight_percent": {"value": 10}}}})
+        self.wait_hosts(lg, p[:1])
+        self.write(assignment(p[:2]))
+        self.wait_hosts(lg, p[:2])
+        early = self.served(lg, 100)
+        time.sleep(4.2)
+        late = self.served(lg, 100)
+        sys.stderr.write("slow start (window 4 s): the new host took %d of 100 requests at "
+                         "once, %d of 100 after the window\n" % (early[1], late[1]))
+        self.assertLess(early[1], 30)
+        self.assertEqual(late[1], 50)  # round robin: exact once at full weight
 
     def test_missing_file_means_no_hosts_until_it_appears(self):
         lg = self.start()

@@ -224,10 +224,10 @@ class HealthTest(H.LegateTestCase):
 
     # ------------------------------------------------------------------ hashing
 
-    def owner_of(self, port, ups, headers):
+    def owner_of(self, port, ups, headers, path="/fixed"):
         """Which upstream served one request with these headers (by their counters)."""
         before = [u.stats()["requests"] for u in ups]
-        self.assertEqual(H.get(port, "/fixed", headers=headers).status, 200)
+        self.assertEqual(H.get(port, path, headers=headers).status, 200)
         after = [u.stats()["requests"] for u in ups]
         moved = [i for i in range(len(ups)) if after[i] != before[i]]
         self.assertEqual(len(moved), 1)
@@ -273,6 +273,47 @@ class HealthTest(H.LegateTestCase):
         # A ring gives each host more points when there are fewer hosts, as
         # Envoy's does, so some keys between them move; Maglev moves almost none.
         self.assertLessEqual(shuffled, (stayed + shuffled) // (2 if policy == "RING_HASH" else 5))
+
+    def test_hash_policy_kinds(self):
+        ups = [self.upstream() for _ in range(3)]
+        c = H.cluster("svc", [u.port for u in ups])
+        c["lb_policy"] = "MAGLEV"
+
+        def route(prefix, policy):
+            r = H.route_to("svc", prefix=prefix, timeout="3s")
+            r["route"]["hash_policy"] = policy
+            return r
+        routes = [route("/cookie", [{"cookie": {"name": "session"}}]),
+                  route("/query", [{"query_parameter": {"name": "u"}}]),
+                  route("/ip", [{"connection_properties": {"source_ip": True}}]),
+                  # terminal: a request with the header hashes it alone, the cookie is not mixed in
+                  route("/terminal", [{"header": {"header_name": "x-user"}, "terminal": True},
+                                      {"cookie": {"name": "session"}}])]
+        lg = self.start([c], routes=routes, concurrency=2)
+        spread = {}
+        for kind in ("cookie", "query"):
+            owners = set()
+            for k in range(12):
+                if kind == "cookie":
+                    hdrs, path = [("cookie", "a=1; session=s%d; z=2" % k)], "/cookie/x"
+                else:
+                    hdrs, path = [], "/query/x?a=1&u=%d&b=2" % k
+                seen = {self.owner_of(lg.listen_port, ups, hdrs, path) for _ in range(3)}
+                self.assertEqual(len(seen), 1, "%s %d went to %s" % (kind, k, seen))
+                owners |= seen
+            spread[kind] = len(owners)
+            self.assertGreaterEqual(len(owners), 2, kind)
+        # Every request comes from 127.0.0.1: one host for all of them.
+        self.assertEqual(len({self.owner_of(lg.listen_port, ups, [], "/ip/x")
+                              for _ in range(12)}), 1)
+        for k in range(6):
+            a = self.owner_of(lg.listen_port, ups, [("x-user", "u%d" % k)], "/terminal")
+            b = self.owner_of(lg.listen_port, ups,
+                              [("x-user", "u%d" % k), ("cookie", "session=other%d" % k)],
+                              "/terminal")
+            self.assertEqual(a, b)
+        sys.stderr.write("hash policies: 12 cookies over %d hosts, 12 query values over %d "
+                         "hosts, one source IP on one host\n" % (spread["cookie"], spread["query"]))
 
     def test_ring_hash_keeps_a_user_on_one_host(self):
         self.hashing("RING_HASH")

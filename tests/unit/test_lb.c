@@ -108,7 +108,7 @@ static void test_round_robin_smooth_and_exact(void **state)
     size_t seq[7];
     for (int i = 0; i < 7; i++)
         seq[i] = lb_rr_pick(&rr);
-    size_t want[7] = {0, 0, 1, 0, 2, 0, 0}; /* a a b a c a a */
+    size_t want[7] = {0, 0, 0, 1, 2, 0, 0}; /* a a a b c a a */
     assert_memory_equal(seq, want, sizeof(want));
     size_t count[3] = {0};
     for (int i = 0; i < 7000; i++)
@@ -116,6 +116,30 @@ static void test_round_robin_smooth_and_exact(void **state)
     assert_int_equal(count[0], 5000);
     assert_int_equal(count[1], 1000);
     assert_int_equal(count[2], 1000);
+    lb_rr_free(&rr);
+    /* 1000 hosts of weights 1..7: every cycle of sum-of-weights picks gives
+     * each host exactly its weight, and no host waits longer than two of its
+     * own periods between turns. */
+    enum { N = 1000 };
+    static uint32_t wk[N];
+    uint64_t total = 0;
+    for (int i = 0; i < N; i++)
+        total += wk[i] = 1 + (uint32_t)((i * 7919) % 7);
+    assert_int_equal(lb_rr_init(&rr, wk, N), 0);
+    static uint64_t got[N], last[N];
+    for (int cycle = 0; cycle < 3; cycle++) {
+        memset(got, 0, sizeof(got));
+        for (uint64_t k = 0; k < total; k++) {
+            size_t h = lb_rr_pick(&rr);
+            uint64_t at = (uint64_t)cycle * total + k;
+            if (got[h] > 0 || cycle > 0)
+                assert_true(at - last[h] <= 2 * total / wk[h] + 1);
+            last[h] = at;
+            got[h]++;
+        }
+        for (int i = 0; i < N; i++)
+            assert_int_equal(got[i], wk[i]);
+    }
     lb_rr_free(&rr);
     /* weight 0 is never picked; all 0 is no host */
     uint32_t z[2] = {0, 3};
