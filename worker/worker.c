@@ -313,11 +313,17 @@ static void flush_access_logs(struct worker *w)
             al_sink_flush(&w->listeners[i].sinks[j]);
 }
 
+/* Every half second: access logs out, and the host table read again by a
+ * worker that picked nothing meanwhile (a busy one reads it on every pick),
+ * so that the idle connections of hosts that left are closed. */
 static void on_flush_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)revents;
-    flush_access_logs(t->data);
+    struct worker *w = t->data;
+    flush_access_logs(w);
+    for (size_t i = 0; i < w->n_clusters; i++)
+        worker_cluster_refresh(w, &w->clusters[i]);
 }
 
 static void worker_exit_loop(struct worker *w)

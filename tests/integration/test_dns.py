@@ -170,6 +170,21 @@ class DnsTest(H.LegateTestCase):
         self.assertEqual((a, b), (10, 10))
         self.assertGreater(self.stat(lg, "cluster.dns.update_success"), 2)
 
+    def test_respect_dns_ttl_refreshes_at_the_ttl(self):
+        self.dns.start("127.0.0.2")
+        # A refresh rate of 30 s, but records living 1 s: the TTL decides.
+        lg = self.start(extra={"dns_refresh_rate": "30s", "respect_dns_ttl": True})
+        self.assertTrue(H.wait_until(lambda: self.stat(lg, "cluster.dns.membership_total") == 1,
+                                     5))
+        t0 = time.monotonic()
+        self.dns.reload("127.0.0.3")
+
+        def moved():
+            return "127.0.0.3:%d::" % self.port in H.get(lg.admin, "/clusters").body.decode()
+        self.assertTrue(H.wait_until(moved, 5), lg.log_text())
+        sys.stderr.write("respect_dns_ttl: followed in %.2f s (TTL 1 s, refresh rate 30 s)\n"
+                         % (time.monotonic() - t0))
+
     def test_resolver_failure_keeps_the_last_hosts(self):
         self.dns.start("127.0.0.2")
         lg = self.start()
