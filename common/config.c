@@ -2918,14 +2918,22 @@ static int set_eds_path(struct loader *ld, const yaml_node_t *node, void *slot)
     return 0;
 }
 
-static int check_watched_directory_path(struct loader *ld, const yaml_node_t *node, void *slot)
+static int set_watched_directory(struct loader *ld, const yaml_node_t *node, void *slot)
 {
-    (void)slot;
-    return expect_scalar(ld, node, "a path") ? 0 : -1;
+    struct cfg_cluster *cluster = slot;
+    if (set_name(ld, node, &cluster->eds_watched_dir) < 0)
+        return -1;
+    if (cluster->eds_watched_dir[0] != '/') {
+        report(ld, node, "must be an absolute path");
+        return -1;
+    }
+    return 0;
 }
 
 static const struct schema watched_directory_schema = {
-    .fields = (const struct field[]){{.name = "path", .parse = check_watched_directory_path}, {0}},
+    .fields =
+        (const struct field[]){{.name = "path", .parse = set_watched_directory, .required = true},
+                               {0}},
 };
 
 static const struct schema path_config_source_schema = {
@@ -3693,6 +3701,7 @@ void config_free(struct config *cfg)
             free(cluster->dns_resolvers[j].address);
         free(cluster->dns_resolvers);
         free(cluster->eds_path);
+        free(cluster->eds_watched_dir);
         free(cluster->eds_service_name);
         struct cfg_health_check *hc = &cluster->hc;
         free(hc->path);

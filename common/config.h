@@ -269,6 +269,7 @@ struct cfg_cluster {
     size_t n_dns_resolvers;
     /* EDS: eds_cluster_config.eds_config.path_config_source.path (or .path) */
     char *eds_path;
+    char *eds_watched_dir;    /* path_config_source.watched_directory.path, or NULL */
     char *eds_service_name;   /* eds_cluster_config.service_name (default: the cluster's name) */
     uint64_t idle_timeout_ms; /* pooled connections: typed_extension_protocol_options
                                  HttpProtocolOptions common_http_protocol_options.idle_timeout;

@@ -239,6 +239,7 @@ void hosts_read(const struct hosts_cluster *c, struct hosts_view *v)
         atomic_thread_fence(memory_order_acquire);
         if (atomic_load_explicit(&c->gen, memory_order_relaxed) == g) {
             v->gen = g;
+            v->bank = b & 1;
             return;
         }
     }
@@ -262,14 +263,13 @@ static uint32_t ring_lookup(const uint8_t *t, uint64_t cap, uint64_t len, uint64
     return __atomic_load_n(&owners[lo], __ATOMIC_RELAXED);
 }
 
-uint32_t hosts_table_pick(const struct hosts_cluster *c, uint64_t gen, uint32_t level,
+uint32_t hosts_table_pick(const struct hosts_cluster *c, uint64_t gen, uint32_t b, uint32_t level,
                           uint64_t hash)
 {
     if (atomic_load_explicit(&c->gen, memory_order_acquire) != gen)
         return HOSTS_PICK_STALE;
     if (level >= c->n_levels || c->kind == TABLE_NONE)
         return HOSTS_PICK_NONE;
-    uint32_t b = atomic_load_explicit(&c->bank, memory_order_acquire);
     uint64_t len = __atomic_load_n(&bank(c, b)->table_len[level], __ATOMIC_RELAXED);
     uint32_t pick = HOSTS_PICK_NONE;
     if (len > 0 && len <= c->table_cap) {
@@ -292,6 +292,9 @@ static uint32_t hidden_bank(const struct hosts_cluster *c)
 
 struct hosts_entry *hosts_write_begin(struct hosts_cluster *c)
 {
+    /* The previous publication's generation bump is visible before any of
+     * this one's writes: a reader that sees them sees the bump, and retries. */
+    atomic_thread_fence(memory_order_release);
     struct bank_header *bh = bank(c, hidden_bank(c));
     memset(bh->table_len, 0, sizeof(bh->table_len));
     return bank_entries(c, hidden_bank(c));

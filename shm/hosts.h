@@ -81,6 +81,7 @@ struct hosts_plan {
 /* A consistent copy of one bank's hosts and plan. */
 struct hosts_view {
     uint64_t gen;
+    uint32_t bank; /* which bank it came from: its tables are read there */
     uint32_t n_hosts;
     struct hosts_plan plan;
     struct hosts_entry *hosts; /* n_hosts, caller's memory (cap = hosts_capacity) */
@@ -108,13 +109,13 @@ struct hosts_live *hosts_live(struct hosts_cluster *c, uint32_t live);
 
 /* Reader: copy the current bank (retries while the manager flips). */
 void hosts_read(const struct hosts_cluster *c, struct hosts_view *v);
-/* Reader: the bank index of the host a hash picks at `level` in the table
- * published with generation `gen`. HOSTS_PICK_NONE: empty table;
+/* Reader: the bank index of the host a hash picks at `level` in the table of
+ * bank `bank` (the view's), published with generation `gen`. HOSTS_PICK_NONE: empty table;
  * HOSTS_PICK_STALE: `gen` is no longer current (read again, then pick). */
 #define HOSTS_PICK_NONE UINT32_MAX
 #define HOSTS_PICK_STALE (UINT32_MAX - 1)
-uint32_t hosts_table_pick(const struct hosts_cluster *c, uint64_t gen, uint32_t level,
-                          uint64_t hash);
+uint32_t hosts_table_pick(const struct hosts_cluster *c, uint64_t gen, uint32_t bank,
+                          uint32_t level, uint64_t hash);
 
 /* Writer (the upstream manager only): fill the hidden bank, then publish it. */
 struct hosts_entry *hosts_write_begin(struct hosts_cluster *c);

@@ -24,6 +24,8 @@ struct eds_source {
     char dir[PATH_MAX];
     const char *base; /* the file name within dir */
     int wd;
+    const char *watched_dir; /* watched_directory.path: any move into it is an update */
+    int watched_wd;
     int good_fd; /* the last good content, sealed; -1 before any */
     bool dirty;  /* an event named it: read again when things settle */
     int attempt_id, success_id, rejected_id;
@@ -44,15 +46,16 @@ static void count(struct eds_watch *w, int id)
 
 static char *read_all(const char *path, size_t *len, int *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* Non-blocking: a FIFO put there must not hang the supervisor. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         *err = errno;
         return NULL;
     }
     struct stat st;
     char *text = NULL;
-    if (fstat(fd, &st) != 0 || st.st_size > EDS_MAX_BYTES) {
-        *err = fstat(fd, &st) != 0 ? errno : EFBIG;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > EDS_MAX_BYTES) {
+        *err = fstat(fd, &st) != 0 ? errno : !S_ISREG(st.st_mode) ? EINVAL : EFBIG;
         close(fd);
         return NULL;
     }
@@ -150,16 +153,50 @@ static void load(struct eds_watch *w, struct eds_source *src)
     deliver(w, src);
 }
 
+static int add_watches(struct eds_watch *w, struct eds_source *src)
+{
+    const char *cluster = w->cfg->clusters[src->cluster].name;
+    if (src->wd < 0) {
+        /* The directory: an update renamed into place is a new file. */
+        src->wd =
+            inotify_add_watch(w->inotify_fd, src->dir,
+                              IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MOVED_FROM);
+        if (src->wd < 0) {
+            log_error("cluster %s: cannot watch %s for its EDS file: %s", cluster, src->dir,
+                      strerror(errno));
+            return -1;
+        }
+    }
+    if (src->watched_dir != NULL && src->watched_wd < 0) {
+        /* IN_MASK_ADD: it may be the file's own directory, watched already. */
+        src->watched_wd =
+            inotify_add_watch(w->inotify_fd, src->watched_dir, IN_MOVED_TO | IN_MASK_ADD);
+        if (src->watched_wd < 0) {
+            log_error("cluster %s: cannot watch %s (watched_directory): %s", cluster,
+                      src->watched_dir, strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static void on_settle(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    (void)loop;
-    (void)revents;
     struct eds_watch *w = t->data;
-    for (size_t i = 0; i < w->n_sources; i++)
-        if (w->sources[i].dirty) {
-            w->sources[i].dirty = false;
-            load(w, &w->sources[i]);
+    bool retry = false;
+    for (size_t i = 0; i < w->n_sources; i++) {
+        struct eds_source *src = &w->sources[i];
+        if ((src->wd < 0 || (src->watched_dir != NULL && src->watched_wd < 0)) &&
+            add_watches(w, src) != 0)
+            retry = true; /* its directory is not back yet */
+        if (src->dirty) {
+            src->dirty = false;
+            load(w, src);
         }
+    }
+    (void)revents;
+    if (retry)
+        timer_rearm(loop, t, 1.0);
 }
 
 static void on_inotify(struct ev_loop *loop, ev_io *io, int revents)
@@ -174,9 +211,26 @@ static void on_inotify(struct ev_loop *loop, ev_io *io, int revents)
             break;
         for (char *p = buf; p < buf + n;) {
             const struct inotify_event *ev = (const struct inotify_event *)p;
+            log_debug("EDS watch: event %#x on watch %d for \"%s\"", (unsigned)ev->mask, ev->wd,
+                      ev->len > 0 ? ev->name : "");
             for (size_t i = 0; i < w->n_sources; i++) {
                 struct eds_source *src = &w->sources[i];
-                if (ev->wd == src->wd && ev->len > 0 && strcmp(ev->name, src->base) == 0) {
+                bool named = ev->wd == src->wd && ev->len > 0 && strcmp(ev->name, src->base) == 0;
+                /* Kubernetes swaps a ConfigMap's ..data link: the file's own
+                 * name is never touched, hence watched_directory. */
+                bool swapped =
+                    ev->wd == src->watched_wd && src->watched_wd >= 0 && (ev->mask & IN_MOVED_TO);
+                /* Events were lost: read everything again. The directory
+                 * itself went away: watch it again when it is back. */
+                bool lost = (ev->mask & IN_Q_OVERFLOW) != 0;
+                if ((ev->mask & IN_IGNORED) && (ev->wd == src->wd || ev->wd == src->watched_wd)) {
+                    if (ev->wd == src->wd)
+                        src->wd = -1;
+                    else
+                        src->watched_wd = -1;
+                    lost = true;
+                }
+                if (named || swapped || lost) {
                     src->dirty = true;
                     any = true;
                 }
@@ -224,15 +278,10 @@ int eds_watch_start(struct eds_watch *w, struct ev_loop *loop, const struct conf
         *slash = '\0';
         if (src->dir[0] == '\0')
             snprintf(src->dir, sizeof(src->dir), "/");
-        /* The directory: an update renamed into place is a new file. */
-        src->wd =
-            inotify_add_watch(w->inotify_fd, src->dir,
-                              IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MOVED_FROM);
-        if (src->wd < 0) {
-            log_error("cluster %s: cannot watch %s for its EDS file: %s", c->name, src->dir,
-                      strerror(errno));
+        src->wd = src->watched_wd = -1;
+        src->watched_dir = c->eds_watched_dir;
+        if (add_watches(w, src) != 0)
             return -1;
-        }
         src->attempt_id = stat_id(stats, c->name, "update_attempt");
         src->success_id = stat_id(stats, c->name, "update_success");
         src->rejected_id = stat_id(stats, c->name, "update_rejected");

@@ -612,6 +612,8 @@ static void spawn(struct sup *s, struct child *c)
     /* the listener's: up to 256 worker sockets and IPC_MAX_FDS held ones */
     int keep[256 + IPC_MAX_FDS + 32];
     size_t n_keep = 0;
+    if (c->def->role == ROLE_UPSTREAM)
+        eds_watch_set_manager(&s->eds, -1); /* its socket is about to change */
     if (open_sup_sock(c) != 0) {
         log_error("socketpair for %s: %s", c->title + 8, strerror(errno));
         schedule_respawn(s, c, "could not be given its supervisor socket");

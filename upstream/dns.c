@@ -187,7 +187,8 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
     struct dns_answer *a = calloc(1, sizeof(*a));
     if (a == NULL) {
         static struct dns_answer oom = {.status = ARES_ENOMEM, .error = "out of memory"};
-        q->done(q->arg, &oom);
+        if (status != ARES_EDESTRUCTION) /* the resolver is going: tell no one */
+            q->done(q->arg, &oom);
         goto out;
     }
     a->status = status;

@@ -82,8 +82,10 @@ struct mcluster {
     size_t index;
     const struct cfg_cluster *cfg;
     struct hosts_cluster *shm;
-    uint32_t cap;             /* live slots */
-    bool *slot_used;          /* [cap] */
+    uint32_t cap;         /* live slots */
+    bool *slot_used;      /* [cap] */
+    uint64_t *slot_freed; /* [cap]: when each slot was last freed (a count) */
+    uint64_t frees;
     struct hosts_entry *prev; /* a predecessor's last publication (a respawn) */
     uint32_t n_prev;
     struct mhost **hosts; /* dense, in publication order */
@@ -99,6 +101,7 @@ struct mcluster {
     size_t n_names;
     ev_timer dns_timer;
     bool started;        /* discovery's first answer is in: later hosts slow-start */
+    bool seeded;         /* hosts from a predecessor's table, until discovery answers */
     ev_timer ramp_timer; /* republishes while a host ramps up */
     /* stats */
     int membership_total, membership_healthy, membership_degraded, membership_change;
@@ -518,12 +521,15 @@ static uint32_t take_slot(struct mcluster *cl, const struct found_host *f)
             cl->slot_used[cl->prev[b].live] = true;
             return cl->prev[b].live;
         }
+    /* The slot freed longest ago: a worker that has not read the table since
+     * may still count outcomes into one just freed. */
+    uint32_t best = UINT32_MAX;
     for (uint32_t k = 0; k < cl->cap; k++)
-        if (!cl->slot_used[k]) {
-            cl->slot_used[k] = true;
-            return k;
-        }
-    return UINT32_MAX;
+        if (!cl->slot_used[k] && (best == UINT32_MAX || cl->slot_freed[k] < cl->slot_freed[best]))
+            best = k;
+    if (best != UINT32_MAX)
+        cl->slot_used[best] = true;
+    return best;
 }
 
 /* What a predecessor knew of this address (respawn): its active-check verdict. */
@@ -597,6 +603,7 @@ static void host_remove(struct mcluster *cl, struct mhost *h)
     hc_host_stop(h->hc);
     gauge(cl->m, h->flags_id, HOST_PENDING_DYNAMIC_REMOVAL);
     cl->slot_used[h->slot] = false;
+    cl->slot_freed[h->slot] = ++cl->frees;
     free(h);
 }
 
@@ -606,41 +613,21 @@ static void membership_set(struct mcluster *cl, const struct found_host *found, 
     struct mhost **hosts = calloc(cl->cap ? cl->cap : 1, sizeof(*hosts));
     struct od_host *od = calloc(cl->cap ? cl->cap : 1, sizeof(*od));
     bool *kept = calloc(cl->n_hosts ? cl->n_hosts : 1, sizeof(*kept));
-    if (hosts == NULL || od == NULL || kept == NULL)
+    size_t *match = calloc(n ? n : 1, sizeof(*match)); /* found[i]'s host, or SIZE_MAX */
+    if (hosts == NULL || od == NULL || kept == NULL || match == NULL)
         log_fatal("out of memory");
     size_t n_new = 0, added = 0, removed = 0;
     bool changed = false;
-    for (size_t i = 0; i < n && n_new < cl->cap; i++) {
-        const struct found_host *f = &found[i];
-        struct mhost *h = NULL;
-        for (size_t k = 0; k < cl->n_hosts && h == NULL; k++)
-            if (!kept[k] &&
-                same_addr(&cl->hosts[k]->addr, cl->hosts[k]->addrlen, &f->addr, f->addrlen)) {
-                h = cl->hosts[k];
+    /* First the hosts that stay, then those that go (their slots free up),
+     * then the new ones: a cluster whose hosts all change still fits. */
+    for (size_t i = 0; i < n; i++) {
+        match[i] = SIZE_MAX;
+        for (size_t k = 0; k < cl->n_hosts && match[i] == SIZE_MAX; k++)
+            if (!kept[k] && same_addr(&cl->hosts[k]->addr, cl->hosts[k]->addrlen, &found[i].addr,
+                                      found[i].addrlen)) {
                 kept[k] = true;
-                od[n_new] = cl->od_hosts[k];
+                match[i] = k;
             }
-        for (size_t k = 0; k < n_new && h == NULL; k++) /* listed twice: once is enough */
-            if (same_addr(&hosts[k]->addr, hosts[k]->addrlen, &f->addr, f->addrlen))
-                goto next;
-        if (h == NULL) {
-            h = host_add(cl, f);
-            if (h == NULL)
-                continue;
-            memset(&od[n_new], 0, sizeof(od[n_new]));
-            added++;
-        } else {
-            uint32_t eds = flags_from_status(f->status);
-            if (h->weight != f->weight || h->priority != f->priority ||
-                (h->flags & (HOST_FAILED_EDS_HEALTH | HOST_DEGRADED_EDS_HEALTH)) != eds)
-                changed = true;
-            h->weight = f->weight;
-            h->priority = f->priority;
-            h->flags = (h->flags & ~(HOST_FAILED_EDS_HEALTH | HOST_DEGRADED_EDS_HEALTH)) | eds;
-        }
-        h->idx = n_new;
-        hosts[n_new++] = h;
-    next:;
     }
     for (size_t k = 0; k < cl->n_hosts; k++)
         if (!kept[k]) {
@@ -648,9 +635,36 @@ static void membership_set(struct mcluster *cl, const struct found_host *found, 
             host_remove(cl, cl->hosts[k]);
             removed++;
         }
-    for (size_t k = 0; k < n_new; k++)
-        if (k >= cl->n_hosts || hosts[k] != cl->hosts[k])
-            changed = true;
+    for (size_t i = 0; i < n && n_new < cl->cap; i++) {
+        const struct found_host *f = &found[i];
+        struct mhost *h = NULL;
+        bool dup = false;
+        for (size_t k = 0; k < n_new && !dup; k++) /* listed twice: once is enough */
+            dup = same_addr(&hosts[k]->addr, hosts[k]->addrlen, &f->addr, f->addrlen);
+        if (dup)
+            continue;
+        if (match[i] == SIZE_MAX) {
+            h = host_add(cl, f);
+            if (h == NULL)
+                continue;
+            memset(&od[n_new], 0, sizeof(od[n_new]));
+            added++;
+        } else {
+            h = cl->hosts[match[i]];
+            od[n_new] = cl->od_hosts[match[i]];
+            uint32_t eds = flags_from_status(f->status);
+            if (h->weight != f->weight || h->priority != f->priority ||
+                (h->flags & (HOST_FAILED_EDS_HEALTH | HOST_DEGRADED_EDS_HEALTH)) != eds ||
+                match[i] != n_new)
+                changed = true;
+            h->weight = f->weight;
+            h->priority = f->priority;
+            h->flags = (h->flags & ~(HOST_FAILED_EDS_HEALTH | HOST_DEGRADED_EDS_HEALTH)) | eds;
+        }
+        h->idx = n_new;
+        hosts[n_new++] = h;
+    }
+    free(match);
     free(kept);
     free(cl->hosts);
     free(cl->od_hosts);
@@ -666,15 +680,27 @@ static void membership_set(struct mcluster *cl, const struct found_host *found, 
         inc(cl->m, cl->membership_change, 1);
     publish(cl);
     cl->started = true; /* from now on, a new host slow-starts */
+    /* Only the first membership takes a predecessor's slots and verdicts. */
+    free(cl->prev);
+    cl->prev = NULL;
+    cl->n_prev = 0;
 }
 
 /* --- DNS ---------------------------------------------------------------------------------- */
 
 static void dns_start_round(struct mcluster *cl);
 
-/* Every name's latest answer, together, is the membership. */
+/* Every name's latest answer, together, is the membership. A cluster a
+ * respawned manager seeded from its predecessor's table keeps that seed until
+ * every name has answered once. */
 static void dns_apply(struct mcluster *cl)
 {
+    if (cl->seeded) {
+        for (size_t i = 0; i < cl->n_names; i++)
+            if (!cl->names[i].answered)
+                return;
+        cl->seeded = false;
+    }
     size_t total = 0;
     for (size_t i = 0; i < cl->n_names; i++)
         total += cl->names[i].n_found;
@@ -700,8 +726,9 @@ static void dns_on_answer(void *arg, const struct dns_answer *a)
     if (a->status != 0) {
         /* Keep the last answer: a resolver hiccup must not empty a cluster. */
         inc(cl->m, cl->update_failure, 1);
-        log_warn("cluster %s: resolving %s: %s (keeping %zu addresses)", cl->cfg->name,
-                 dn->ep->addr.address, a->error, dn->n_found);
+        log_warn("cluster %s: resolving %s: %s (keeping its last addresses)", cl->cfg->name,
+                 dn->ep->addr.address, a->error);
+        return; /* nothing changed */
     } else {
         inc(cl->m, cl->update_success, 1);
         size_t keep = cl->cfg->type == CLUSTER_LOGICAL_DNS ? 1 : a->n;
@@ -856,8 +883,9 @@ static void setup_cluster(struct manager *m, struct mcluster *cl, size_t index)
         log_fatal("the host table has no cluster %zu", index);
     cl->cap = hosts_capacity(cl->shm);
     cl->slot_used = calloc(cl->cap, sizeof(*cl->slot_used));
+    cl->slot_freed = calloc(cl->cap, sizeof(*cl->slot_freed));
     cl->prev = calloc(cl->cap, sizeof(*cl->prev));
-    if (cl->slot_used == NULL || cl->prev == NULL)
+    if (cl->slot_used == NULL || cl->slot_freed == NULL || cl->prev == NULL)
         log_fatal("out of memory");
     /* A respawned manager starts from what its predecessor published. */
     if (hosts_generation(cl->shm) > 0) {
@@ -946,23 +974,52 @@ static void start_cluster(struct mcluster *cl)
         }
         membership_set(cl, found, cfg->n_endpoints);
         free(found);
-    } else if (cl->resolver != NULL) {
-        dns_resolver_attach(cl->resolver, m->loop);
-        publish(cl); /* no host yet: "no healthy upstream" until DNS answers */
-        timer_rearm(m->loop, &cl->dns_timer, (double)cfg->dns_refresh_rate_ms / 1000.0);
-        dns_start_round(cl);
     } else {
-        publish(cl); /* EDS: empty until the supervisor hands over the file */
+        /* Discovered hosts: a respawned manager goes on from what its
+         * predecessor published until discovery answers (a DNS outage must
+         * not empty the cluster); a first manager has none yet. */
+        if (cl->n_prev > 0) {
+            struct found_host *found = calloc(cl->n_prev, sizeof(*found));
+            if (found == NULL)
+                log_fatal("out of memory");
+            size_t n = 0;
+            for (uint32_t b = 0; b < cl->n_prev; b++) {
+                const struct hosts_entry *e = &cl->prev[b];
+                if (e->addrlen == 0 || e->addrlen > sizeof(found[n].addr))
+                    continue;
+                memcpy(&found[n].addr, &e->addr, e->addrlen);
+                found[n].addrlen = (socklen_t)e->addrlen;
+                /* a ramping host's published weight is not its own: the
+                 * next discovery answer brings the real one */
+                found[n].weight = e->weight > 0 ? e->weight : 1;
+                found[n].priority = e->priority < HOSTS_MAX_LEVELS ? e->priority : 0;
+                found[n].status = (e->flags & HOST_FAILED_EDS_HEALTH)     ? HEALTH_STATUS_UNHEALTHY
+                                  : (e->flags & HOST_DEGRADED_EDS_HEALTH) ? HEALTH_STATUS_DEGRADED
+                                                                          : HEALTH_STATUS_HEALTHY;
+                n++;
+            }
+            membership_set(cl, found, n);
+            free(found);
+            cl->seeded = true;
+        } else {
+            publish(cl); /* no host until discovery answers: "no healthy upstream" */
+        }
+        if (cl->resolver != NULL) {
+            dns_resolver_attach(cl->resolver, m->loop);
+            timer_rearm(m->loop, &cl->dns_timer, (double)cfg->dns_refresh_rate_ms / 1000.0);
+            dns_start_round(cl);
+        }
     }
-    free(cl->prev); /* only the first membership takes a predecessor's slots */
-    cl->prev = NULL;
-    cl->n_prev = 0;
 }
 
 static void stop_everything(struct manager *m)
 {
     for (size_t c = 0; c < m->n_clusters; c++) {
         struct mcluster *cl = &m->clusters[c];
+        if (cl->resolver != NULL) { /* first: its last callbacks must find hosts */
+            dns_resolver_free(cl->resolver);
+            cl->resolver = NULL;
+        }
         for (size_t i = 0; i < cl->n_hosts; i++) {
             hc_host_stop(cl->hosts[i]->hc);
             free(cl->hosts[i]);
@@ -970,9 +1027,8 @@ static void stop_everything(struct manager *m)
         if (cl->cfg->outlier.enabled)
             ev_timer_stop(m->loop, &cl->od_timer);
         ev_timer_stop(m->loop, &cl->ramp_timer);
-        if (cl->resolver != NULL) {
+        if (cl->names != NULL) {
             ev_timer_stop(m->loop, &cl->dns_timer);
-            dns_resolver_free(cl->resolver);
             for (size_t i = 0; i < cl->n_names; i++)
                 free(cl->names[i].found);
             free(cl->names);
@@ -980,6 +1036,7 @@ static void stop_everything(struct manager *m)
         free(cl->hosts);
         free(cl->od_hosts);
         free(cl->slot_used);
+        free(cl->slot_freed);
         free(cl->prev);
     }
     free(m->clusters);

@@ -90,6 +90,7 @@ static void cluster_resync(struct worker *w, struct cluster_rt *cl)
     struct hosts_view v = {.hosts = cl->view};
     hosts_read(cl->shm, &v);
     cl->gen = v.gen;
+    cl->bank = v.bank;
     cl->plan = v.plan;
     cl->n_view = v.n_hosts;
     if (cl->plan.n_levels > HOSTS_MAX_LEVELS)
@@ -100,7 +101,8 @@ static void cluster_resync(struct worker *w, struct cluster_rt *cl)
     for (uint32_t b = 0; b < cl->n_view; b++) {
         const struct hosts_entry *e = &cl->view[b];
         cl->bank_to_host[b] = UINT32_MAX;
-        if (e->live >= cl->cap || present[e->live])
+        if (e->live >= cl->cap || present[e->live] || e->addrlen == 0 ||
+            e->addrlen > sizeof(struct sockaddr_storage))
             continue; /* not from a sane manager: ignore */
         struct host *h = cl->slots[e->live];
         if (h != NULL && (h->addrlen != e->addrlen || memcmp(&h->addr, &e->addr, e->addrlen) != 0))
@@ -176,7 +178,7 @@ static uint32_t pick_in_level(struct cluster_rt *cl, uint32_t level, const uint6
         /* No hash from the request: a random host, as Envoy. */
         uint64_t key = hash != NULL ? *hash : lb_rng_next(&cl->rng);
         if (cl->gen > 0) {
-            uint32_t b = hosts_table_pick(cl->shm, cl->gen, level, key);
+            uint32_t b = hosts_table_pick(cl->shm, cl->gen, cl->bank, level, key);
             if (b == HOSTS_PICK_STALE)
                 return HOSTS_PICK_STALE;
             if (b < cl->n_view && cl->bank_to_host[b] != UINT32_MAX &&

@@ -111,6 +111,7 @@ struct cluster_rt {
      * its first publication, every configured host counts as healthy. */
     struct hosts_cluster *shm;
     uint64_t gen;
+    uint32_t bank; /* the bank of that publication: where its tables are */
     struct hosts_plan plan;
     struct hosts_entry *view; /* the bank's hosts (capacity n_hosts) */
     uint32_t *bank_to_host;   /* a bank index's host (cluster_rt.hosts index) */

@@ -196,6 +196,20 @@ class DnsTest(H.LegateTestCase):
         self.assertEqual(self.stat(lg, "cluster.dns.membership_total"), 1)
         self.assertEqual(self.served(lg, 5), (5, 0))
 
+    def test_a_respawned_manager_keeps_the_hosts_while_dns_is_down(self):
+        self.dns.start("127.0.0.2")
+        lg = self.start()
+        self.assertTrue(H.wait_until(lambda: self.stat(lg, "cluster.dns.membership_total") == 1,
+                                     5))
+        self.dns.kill()
+        old = lg.roles()["upstream manager"]
+        os.kill(old[0], signal.SIGKILL)
+        self.assertTrue(H.wait_until(
+            lambda: lg.roles()["upstream manager"] not in ([], old), 5), lg.log_text())
+        time.sleep(1.0)  # two refreshes, both failing
+        self.assertEqual(self.stat(lg, "cluster.dns.membership_total"), 1)
+        self.assertEqual(self.served(lg, 5), (5, 0))
+
     def test_logical_dns_keeps_one_host(self):
         self.dns.start("127.0.0.2", "127.0.0.3")
         lg = self.start("LOGICAL_DNS")

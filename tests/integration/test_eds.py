@@ -187,6 +187,49 @@ class EdsTest(H.LegateTestCase):
         self.assertLess(early[1], 30)
         self.assertEqual(late[1], 50)  # round robin: exact once at full weight
 
+    def test_every_host_replaced_at_once_still_fits(self):
+        # 200 hosts, then 200 others: a cluster holds 256, so the old ones
+        # must go before the new ones come. (Nothing listens there: only the
+        # membership is looked at.)
+        def many(third_octet):
+            eps = "".join("  - endpoint: {address: {socket_address: {address: 127.0.%d.%d, "
+                          "port_value: 9}}}\n" % (third_octet, i + 1) for i in range(200))
+            return "cluster_name: svc\nendpoints:\n- lb_endpoints:\n" + eps
+        self.write(many(1))
+        lg = self.start(concurrency=1)
+        self.assertTrue(H.wait_until(
+            lambda: self.stat(lg, "cluster.svc.membership_total") == 200, 5), lg.log_text())
+        self.write(many(2))
+        self.assertTrue(H.wait_until(
+            lambda: "127.0.2.200:9" in H.get(lg.admin, "/clusters").body.decode(), 5))
+        self.assertEqual(self.stat(lg, "cluster.svc.membership_total"), 200)
+        self.assertNotIn("more than 256 hosts", lg.log_text())
+
+    def test_watched_directory_follows_a_configmap_swap(self):
+        # Kubernetes' layout: svc.yaml -> ..data/svc.yaml, ..data -> ..v1; an
+        # update makes ..v2 and renames a new ..data link over the old one.
+        p = [u.port for u in self.u]
+        os.makedirs(os.path.join(self.dir, "..v1"))
+        with open(os.path.join(self.dir, "..v1", "svc.yaml"), "w") as f:
+            f.write(assignment(p[:1]))
+        os.symlink("..v1", os.path.join(self.dir, "..data"))
+        os.symlink("..data/svc.yaml", self.path)
+        listen, admin = H.free_port(), H.free_port()
+        c = {"name": "svc", "type": "EDS", "connect_timeout": "1s",
+             "eds_cluster_config": {"eds_config": {"path_config_source": {
+                 "path": self.path, "watched_directory": {"path": self.dir}}}}}
+        vhosts = [H.vhost("all", ["*"], [H.route_to("svc", prefix="/", timeout="3s")])]
+        lg = self.legate(H.simple_config(listen, vhosts, [c], admin_port=admin), listen,
+                         concurrency=1)
+        lg.admin = admin
+        self.wait_hosts(lg, p[:1])
+        os.makedirs(os.path.join(self.dir, "..v2"))
+        with open(os.path.join(self.dir, "..v2", "svc.yaml"), "w") as f:
+            f.write(assignment(p[1:]))
+        os.symlink("..v2", os.path.join(self.dir, "..data_tmp"))
+        os.rename(os.path.join(self.dir, "..data_tmp"), os.path.join(self.dir, "..data"))
+        self.wait_hosts(lg, p[1:])
+
     def test_missing_file_means_no_hosts_until_it_appears(self):
         lg = self.start()
         r = H.get(lg.listen_port, "/fixed")
