@@ -36,6 +36,7 @@ struct bank_header {
 struct hosts_cluster {
     _Atomic uint64_t gen;
     _Atomic uint32_t bank;
+    _Atomic uint32_t had_traffic; /* a worker routed a request here (sticky) */
     uint32_t cap_hosts;
     uint32_t n_levels;
     uint32_t kind;
@@ -373,4 +374,16 @@ void hosts_addr_name(const struct sockaddr_storage *ss, char *out, size_t cap)
         inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
         snprintf(out, cap, "%s:%u", ip, ntohs(a->sin_port));
     }
+}
+
+void hosts_mark_traffic(struct hosts_cluster *c)
+{
+    /* A load first: after the first request the line stays shared, unwritten. */
+    if (atomic_load_explicit(&c->had_traffic, memory_order_relaxed) == 0)
+        atomic_store_explicit(&c->had_traffic, 1, memory_order_relaxed);
+}
+
+bool hosts_had_traffic(const struct hosts_cluster *c)
+{
+    return atomic_load_explicit(&c->had_traffic, memory_order_relaxed) != 0;
 }

@@ -106,6 +106,10 @@ struct hosts_cluster *hosts_cluster(const struct hosts_seg *s, size_t index);
 uint32_t hosts_capacity(const struct hosts_cluster *c);
 uint64_t hosts_generation(const struct hosts_cluster *c); /* 0: nothing published yet */
 struct hosts_live *hosts_live(struct hosts_cluster *c, uint32_t live);
+/* A worker routed a request to the cluster (once is enough: it stays set);
+ * active health checks run at no_traffic_interval until then, as Envoy's. */
+void hosts_mark_traffic(struct hosts_cluster *c);
+bool hosts_had_traffic(const struct hosts_cluster *c);
 
 /* Reader: copy the current bank (retries while the manager flips). */
 void hosts_read(const struct hosts_cluster *c, struct hosts_view *v);

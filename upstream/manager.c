@@ -102,6 +102,7 @@ struct mcluster {
     ev_timer dns_timer;
     bool started;        /* discovery's first answer is in: later hosts slow-start */
     bool seeded;         /* hosts from a predecessor's table, until discovery answers */
+    bool had_traffic;    /* as the workers marked it: checks leave no_traffic_interval */
     ev_timer ramp_timer; /* republishes while a host ramps up */
     /* stats */
     int membership_total, membership_healthy, membership_degraded, membership_change;
@@ -113,6 +114,7 @@ struct mcluster {
 struct manager {
     const struct child_ctx *ctx;
     struct ev_loop *loop;
+    ev_timer traffic_timer; /* looks for a cluster's first request, once a second */
     struct mcluster *clusters;
     size_t n_clusters;
     ev_io bell;
@@ -594,6 +596,7 @@ static struct mhost *host_add(struct mcluster *cl, const struct found_host *f)
                           h->addrlen, &hc_callbacks, h, seed);
         if (h->hc == NULL)
             log_fatal("out of memory starting health checks");
+        hc_host_set_traffic(h->hc, cl->had_traffic);
     }
     return h;
 }
@@ -870,6 +873,31 @@ static void on_sup(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
+/* --- traffic -------------------------------------------------------------------------------- */
+
+/* Envoy's no_traffic_interval: checks run at it until the cluster has routed a
+ * request, then at their interval for good. */
+static void on_traffic_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct manager *m = t->data;
+    bool waiting = false;
+    for (size_t c = 0; c < m->n_clusters; c++) {
+        struct mcluster *cl = &m->clusters[c];
+        if (!cl->cfg->hc.enabled || cl->had_traffic)
+            continue;
+        if (!hosts_had_traffic(cl->shm)) {
+            waiting = true;
+            continue;
+        }
+        cl->had_traffic = true;
+        for (size_t i = 0; i < cl->n_hosts; i++)
+            hc_host_set_traffic(cl->hosts[i]->hc, true);
+    }
+    if (!waiting)
+        ev_timer_stop(loop, t);
+}
+
 /* --- set-up -------------------------------------------------------------------------------- */
 
 static void setup_cluster(struct manager *m, struct mcluster *cl, size_t index)
@@ -882,6 +910,7 @@ static void setup_cluster(struct manager *m, struct mcluster *cl, size_t index)
     if (cl->shm == NULL)
         log_fatal("the host table has no cluster %zu", index);
     cl->cap = hosts_capacity(cl->shm);
+    cl->had_traffic = hosts_had_traffic(cl->shm); /* a respawned manager's cluster may have */
     cl->slot_used = calloc(cl->cap, sizeof(*cl->slot_used));
     cl->slot_freed = calloc(cl->cap, sizeof(*cl->slot_freed));
     cl->prev = calloc(cl->cap, sizeof(*cl->prev));
@@ -1040,6 +1069,7 @@ static void stop_everything(struct manager *m)
         free(cl->prev);
     }
     free(m->clusters);
+    ev_timer_stop(m->loop, &m->traffic_timer);
     if (m->bell.fd >= 0)
         ev_io_stop(m->loop, &m->bell);
 }
@@ -1070,6 +1100,9 @@ int upstream_manager_run(const struct child_ctx *ctx)
         ev_io_start(m.loop, &m.bell);
     for (size_t i = 0; i < m.n_clusters; i++)
         start_cluster(&m.clusters[i]);
+    ev_timer_init(&m.traffic_timer, on_traffic_timer, 1.0, 1.0);
+    m.traffic_timer.data = &m;
+    ev_timer_start(m.loop, &m.traffic_timer);
     ev_io_init(&m.sup, on_sup, ctx->sup_sock, EV_READ);
     m.sup.data = &m;
     if (ctx->sup_sock >= 0) {

@@ -235,6 +235,8 @@ struct host *worker_pick_host(struct worker *w, size_t cluster_index, const uint
         }
         if (cl->plan.panic[level])
             stats_cell_add(cl->stats.lb_healthy_panic, 1);
+        if (cl->shm != NULL)
+            hosts_mark_traffic(cl->shm);
         return cl->slots[h];
     }
     stats_cell_add(cl->stats.cx_none_healthy, 1);

@@ -18,7 +18,10 @@ HEALTHY = 2      # healthy_threshold
 
 
 def hc(path="/healthz", timeout="0.25s"):
+    # no_traffic_interval as the interval: these tests time detection, not
+    # the wait for a cluster's first request (test_no_traffic_interval does).
     return [{"timeout": timeout, "interval": "%gs" % INTERVAL,
+             "no_traffic_interval": "%gs" % INTERVAL,
              "unhealthy_threshold": UNHEALTHY, "healthy_threshold": HEALTHY,
              "http_health_check": {"path": path}}]
 
@@ -110,10 +113,33 @@ class HealthTest(H.LegateTestCase):
         u1.control("/control/fail?code=0")
         self.wait_stat(lg, "cluster.svc.membership_healthy", 2, 3)
 
+    def test_no_traffic_interval_until_the_first_request(self):
+        u0 = self.upstream()
+        c = H.cluster("svc", [u0.port])
+        c["health_checks"] = [{"timeout": "0.2s", "interval": "0.2s",
+                               "no_traffic_interval": "30s", "unhealthy_threshold": 1,
+                               "healthy_threshold": 1, "http_health_check": {"path": "/h"}}]
+        lg = self.start([c], concurrency=1)
+        self.wait_stat(lg, "cluster.svc.membership_healthy", 1, 3)
+        before = self.stat(lg, "cluster.svc.health_check.attempt")
+        time.sleep(1.5)
+        quiet = self.stat(lg, "cluster.svc.health_check.attempt") - before
+        self.assertEqual(H.get(lg.listen_port, "/fixed").status, 200)
+        time.sleep(1.2)  # the manager looks for the first request once a second
+        before = self.stat(lg, "cluster.svc.health_check.attempt")
+        time.sleep(1.0)
+        busy = self.stat(lg, "cluster.svc.health_check.attempt") - before
+        sys.stderr.write("health checks: %d in 1.5 s before the cluster's first request "
+                         "(no_traffic_interval 30 s), %d after (interval 0.2 s)\n"
+                         % (quiet, busy))
+        self.assertEqual(quiet, 0)
+        self.assertGreaterEqual(busy, 3)
+
     def test_tcp_health_check(self):
         u0, u1 = self.upstream(), self.upstream()
         c = H.cluster("svc", [u0.port, u1.port])
         c["health_checks"] = [{"timeout": "0.25s", "interval": "0.25s",
+                               "no_traffic_interval": "0.25s",
                                "unhealthy_threshold": 1, "healthy_threshold": 1,
                                "tcp_health_check": {}}]
         lg = self.start([c])
