@@ -130,7 +130,7 @@ class HealthTest(H.LegateTestCase):
         time.sleep(1.0)
         busy = self.stat(lg, "cluster.svc.health_check.attempt") - before
         sys.stderr.write("health checks: %d in 1.5 s before the cluster's first request "
-                         "(no_traffic_interval 30 s), %d after (interval 0.2 s)\n"
+                         "(no_traffic_interval 30 s), %d in 1 s after it (interval 0.2 s)\n"
                          % (quiet, busy))
         self.assertEqual(quiet, 0)
         self.assertGreaterEqual(busy, 3)
