@@ -200,7 +200,8 @@ static int on_message_complete(http_parser *p)
     if (p->status_code >= 100 && p->status_code < 200 && p->status_code != 101)
         return 0;
     h->status = (int)p->status_code;
-    h->keep_alive = http_should_keep_alive(p) && !p->upgrade;
+    /* reuse_connection: false asks for a new connection per check. */
+    h->keep_alive = h->cfg->reuse_connection && http_should_keep_alive(p) && !p->upgrade;
     h->response_complete = true;
     http_parser_pause(p, 1); /* stop here: bytes after the response are not ours */
     return 0;

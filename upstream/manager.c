@@ -106,7 +106,7 @@ struct mcluster {
     ev_timer ramp_timer; /* republishes while a host ramps up */
     /* stats */
     int membership_total, membership_healthy, membership_degraded, membership_change;
-    int update_attempt, update_success, update_failure, update_empty;
+    int update_attempt, update_success, update_failure;
     int hc_attempt, hc_success, hc_failure, hc_network_failure, hc_healthy;
     int lb_panic_levels; /* gauge: priority levels in panic */
 };
@@ -932,7 +932,6 @@ static void setup_cluster(struct manager *m, struct mcluster *cl, size_t index)
         cl->update_attempt = reg(m, cfg->name, "update_attempt", STAT_COUNTER);
         cl->update_success = reg(m, cfg->name, "update_success", STAT_COUNTER);
         cl->update_failure = reg(m, cfg->name, "update_failure", STAT_COUNTER);
-        cl->update_empty = reg(m, cfg->name, "update_empty", STAT_COUNTER);
     }
     if (cfg->hc.enabled) {
         cl->hc_attempt = reg(m, cfg->name, "health_check.attempt", STAT_COUNTER);

@@ -336,6 +336,7 @@ static struct cfg_health_check http_cfg(void)
     c.unhealthy_threshold = 2;
     c.healthy_threshold = 2;
     c.path = (char *)"/health";
+    c.reuse_connection = true; /* the configuration's default */
     return c;
 }
 
@@ -618,6 +619,27 @@ static void test_keep_alive_reuses_the_connection(void **state)
         assert_int_equal(r.results[i], HC_PASS);
     assert_int_equal(r.srv.accepts, 1);
     assert_int_equal(r.srv.requests, 4);
+    run_teardown(&r);
+}
+
+/* reuse_connection: false: a new connection for every check. */
+static void test_no_reuse_connects_every_time(void **state)
+{
+    (void)state;
+    struct run r;
+    run_setup(&r);
+    static const struct reply replies[] = {{OK_200, 0, false}};
+    r.srv.replies = replies;
+    r.srv.n_replies = 1;
+    fake_listen(&r.srv, 0);
+    struct cfg_health_check cfg = http_cfg();
+    cfg.reuse_connection = false;
+    start_checker(&r, &cfg);
+    run_for(&r, 3, 1.0);
+    assert_false(r.timed_out);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(r.results[i], HC_PASS);
+    assert_int_equal(r.srv.accepts, 3);
     run_teardown(&r);
 }
 
@@ -962,6 +984,7 @@ int main(void)
         cmocka_unit_test(test_request_carries_host_user_agent_and_added_headers),
         cmocka_unit_test(test_host_defaults_to_cluster_name),
         cmocka_unit_test(test_keep_alive_reuses_the_connection),
+        cmocka_unit_test(test_no_reuse_connects_every_time),
         cmocka_unit_test(test_connection_close_reconnects),
         cmocka_unit_test(test_split_bodies_read_fully),
         cmocka_unit_test(test_garbage_and_truncated_answers_are_network_failures),
