@@ -83,6 +83,7 @@ struct conn {
     bool close_after;  /* close once the current response is written */
     bool closing;      /* writing the last bytes, then close */
     bool lingering;    /* output done and shut down: discarding input until EOF */
+    bool clean_close;  /* the client asked to close and sent nothing more: no lingering */
     size_t linger_bytes;
     bool peer_gone; /* the client closed or reset: a remote destroy */
     bool dead;      /* closed; freed when the outermost handler returns */
@@ -383,6 +384,8 @@ static void stream_end(struct conn *c)
         stats_cell_add(hs->rq_xx[st->status / 100 - 1], 1);
     stats_hist_add(hs->rq_time, (proc_now_ns() - st->start_ns) / 1000000u);
     write_access_log(c);
+    /* The client itself asked to close, and its request was read whole. */
+    bool client_closes = st->req != NULL && !st->req->keep_alive && st->request_complete;
     st->active = false;
     st->req = NULL;
     if (st->host != NULL) {
@@ -403,6 +406,10 @@ static void stream_end(struct conn *c)
         buf_release(&c->out);
     if (c->close_after) {
         c->closing = true;
+        /* Nothing more of the client's can arrive to turn our close into a
+         * reset (RFC 9112: no request after "close"), so close at once, as
+         * nginx and HAProxy do: no shutdown, no wait for its FIN. */
+        c->clean_close = client_closes && buf_len(&c->in) == 0;
         conn_update_read(c);
         /* A client that stops reading must not hold the connection for ever:
          * the stream idle timer now watches the last bytes' progress. */
@@ -1193,8 +1200,12 @@ static void conn_flush(struct conn *c)
         st->upstream_paused = false;
         upstream_pause(st->up, false);
     }
-    if (c->closing && !c->lingering && buf_len(&c->out) == 0)
-        conn_linger(c);
+    if (c->closing && !c->lingering && buf_len(&c->out) == 0) {
+        if (c->clean_close)
+            conn_close(c);
+        else
+            conn_linger(c);
+    }
 }
 
 static void on_conn_writable(struct ev_loop *loop, ev_io *io, int revents)
