@@ -180,6 +180,35 @@ class HealthTest(H.LegateTestCase):
         self.assertEqual(self.requests(lg.listen_port, 10), [200] * 10)
         self.assertGreater(u1.stats()["requests"], before)
 
+    def test_success_rate_ejects_the_outlier(self):
+        ups = [self.upstream() for _ in range(5)]
+        c = H.cluster("svc", [u.port for u in ups])
+        # Only the success-rate detector may act: the consecutive ones are
+        # out of the way.
+        c["outlier_detection"] = {"consecutive_5xx": 100000,
+                                  "consecutive_gateway_failure": 100000,
+                                  "interval": "1s", "base_ejection_time": "30s",
+                                  "success_rate_minimum_hosts": 5,
+                                  "success_rate_request_volume": 20,
+                                  "max_ejection_percent": 20}
+        lg = self.start([c], concurrency=2)
+        ups[3].control("/control/fail?code=500")
+        # Round robin over two workers: each host gets ~1/5 of the requests.
+        t0 = time.monotonic()
+        ejected = lambda: self.stat(  # noqa: E731
+            lg, "cluster.svc.outlier_detection.ejections_enforced_success_rate") == 1
+        n = 0
+        while not ejected() and time.monotonic() - t0 < 8:
+            for _ in range(25):
+                H.get(lg.listen_port, "/fixed")
+                n += 1
+        self.assertTrue(ejected(), lg.log_text())
+        sys.stderr.write("success rate: 4 hosts at 100%%, one at 0%%: ejected after %d "
+                         "requests, %.1f s (interval 1 s)\n" % (n, time.monotonic() - t0))
+        self.assertIn("svc::127.0.0.1:%d::health_flags::/failed_outlier_check" % ups[3].port,
+                      self.clusters_text(lg))
+        self.assertEqual(self.requests(lg.listen_port, 40), [200] * 40)
+
     def test_gateway_failures_are_detected_but_not_enforced_by_default(self):
         u0, u1 = self.upstream(), self.upstream()
         c = H.cluster("svc", [u0.port, u1.port])
