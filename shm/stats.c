@@ -501,6 +501,40 @@ int64_t stats_gauge_value(const struct stats *s, int id)
     return (int64_t)column_sum(s, c.index); /* two's complement sums as signed */
 }
 
+void stats_same_name_init(struct stats_same_name *sn, int id)
+{
+    memset(sn, 0, sizeof(*sn));
+    sn->primary = id;
+    sn->ids[0] = id;
+    sn->n = id >= 0 ? 1 : 0;
+}
+
+int64_t stats_gauge_value_all(const struct stats *s, struct stats_same_name *sn)
+{
+    if (sn->primary < 0)
+        return 0;
+    uint32_t count = stats_count(s);
+    if (count != sn->seen) {
+        /* Entries were added since: look again for twins of the primary. */
+        size_t len;
+        const char *name = stats_name(s, &table(s)[sn->primary], &len);
+        sn->n = 0;
+        sn->ids[sn->n++] = sn->primary;
+        for (uint32_t id = 0; name != NULL && id < count && sn->n < STATS_TWINS_MAX; id++) {
+            size_t l;
+            const char *other =
+                id == (uint32_t)sn->primary ? NULL : stats_name(s, &table(s)[id], &l);
+            if (other != NULL && l == len && memcmp(other, name, len) == 0)
+                sn->ids[sn->n++] = (int)id;
+        }
+        sn->seen = count;
+    }
+    int64_t sum = 0;
+    for (int i = 0; i < sn->n; i++)
+        sum += stats_gauge_value(s, sn->ids[i]);
+    return sum;
+}
+
 void stats_reset_counters(struct stats *s)
 {
     if (s->read_only)

@@ -208,6 +208,19 @@ static inline void stats_hist_add(struct stats_hist_cells *h, uint64_t value)
  * stats_reset_counters (Envoy's /reset_counters); stats_slot_value is raw. */
 uint64_t stats_counter_value(const struct stats *s, int id);
 int64_t stats_gauge_value(const struct stats *s, int id);
+/* A gauge summed over every entry of its name: two processes registering a
+ * name at once make two entries, each counting part of it (the views merge
+ * them; a limit or a balancer checking one would undercount). Entries are
+ * looked for again only when the table grew. */
+#define STATS_TWINS_MAX 8
+struct stats_same_name {
+    int primary;
+    uint32_t seen; /* stats_count when ids[] was made */
+    int n;
+    int ids[STATS_TWINS_MAX];
+};
+void stats_same_name_init(struct stats_same_name *sn, int id);
+int64_t stats_gauge_value_all(const struct stats *s, struct stats_same_name *sn);
 uint64_t stats_slot_value(const struct stats *s, int id, uint32_t slot);
 
 struct stats_hist_snapshot {

@@ -1330,12 +1330,12 @@ static bool over_connection_limit(struct worker *w, struct listener_rt *l)
     if (cfg == NULL)
         return false;
     uint32_t global = w->ctx->cfg->max_active_downstream_connections;
-    if (global > 0 && stats_gauge_value(w->ctx->stats, w->global_cx_id) >= (int64_t)global) {
+    if (global > 0 && stats_gauge_value_all(w->ctx->stats, &w->global_cx) >= (int64_t)global) {
         stats_cell_add(l->stats.global_cx_overflow, 1);
         return true;
     }
     if (cfg->conn_limit.enabled &&
-        stats_gauge_value(w->ctx->stats, l->stats.listener_cx_active_id) >=
+        stats_gauge_value_all(w->ctx->stats, &l->stats.listener_cx_active_all) >=
             (int64_t)cfg->conn_limit.max_connections) {
         stats_cell_add(l->stats.cl_limited, 1);
         stats_cell_add(l->stats.cx_overflow, 1);

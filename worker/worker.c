@@ -49,8 +49,8 @@ struct level_ctx {
 static uint64_t host_active(void *ctx, size_t i)
 {
     const struct level_ctx *x = ctx;
-    const struct host *h = x->cl->slots[x->lv->members[i]];
-    int64_t v = stats_gauge_value(x->cl->stats_seg, h->rq_active_id);
+    struct host *h = x->cl->slots[x->lv->members[i]];
+    int64_t v = stats_gauge_value_all(x->cl->stats_seg, &h->rq_active);
     return v > 0 ? (uint64_t)v : 0;
 }
 
@@ -697,6 +697,7 @@ static void register_hcm_stats(struct worker *w, struct listener_rt *l)
     char name[256];
     snprintf(name, sizeof(name), "listener.%s.downstream_cx_active", lname);
     st->listener_cx_active_id = stats_register(w->ctx->stats, name, STAT_GAUGE);
+    stats_same_name_init(&st->listener_cx_active_all, st->listener_cx_active_id);
     st->cx_overflow = stat_cell(w, STAT_COUNTER, "listener.%s.downstream_cx_overflow", lname);
     st->global_cx_overflow =
         stat_cell(w, STAT_COUNTER, "listener.%s.downstream_global_cx_overflow", lname);
@@ -749,6 +750,7 @@ static struct host *host_create(struct worker *w, struct cluster_rt *cl, uint32_
     char stat[256];
     snprintf(stat, sizeof(stat), "cluster.%s.host.%s.rq_active", cl->cfg->name, h->name);
     h->rq_active_id = stats_register_flags(w->ctx->stats, stat, STAT_GAUGE, STAT_FLAG_HOST);
+    stats_same_name_init(&h->rq_active, h->rq_active_id);
     cl->slots[slot] = h;
     return h;
 }
@@ -817,6 +819,7 @@ int worker_run(const struct child_ctx *ctx)
     static struct worker w;
     w.ctx = ctx;
     w.global_cx_id = stats_register(ctx->stats, "server.total_connections", STAT_GAUGE);
+    stats_same_name_init(&w.global_cx, w.global_cx_id);
     w.cfg = ctx->cfg;
     char title[48];
     snprintf(title, sizeof(title), "legate: worker %d", ctx->index);

@@ -58,8 +58,9 @@ struct hcm_stats {
     _Atomic uint64_t *listener_cx_destroy;
     _Atomic uint64_t *server_connections; /* server.total_connections */
     /* Overload: the limits sum a gauge over every process's slot. */
-    int listener_cx_active_id;                /* listener.<addr>.downstream_cx_active */
-    _Atomic uint64_t *cx_overflow;            /* listener.<addr>.downstream_cx_overflow */
+    int listener_cx_active_id;                     /* listener.<addr>.downstream_cx_active */
+    struct stats_same_name listener_cx_active_all; /* its every entry, for the limit */
+    _Atomic uint64_t *cx_overflow;                 /* listener.<addr>.downstream_cx_overflow */
     _Atomic uint64_t *global_cx_overflow;     /* listener.<addr>.downstream_global_cx_overflow */
     _Atomic uint64_t *cl_limited, *cl_active; /* connection_limit.<prefix>. (NULL without it) */
     _Atomic uint64_t *rq_total, *rq_active, *rq_xx[5];
@@ -81,6 +82,7 @@ struct host {
     struct cluster_stats *stats; /* its cluster's */
     struct host_stats hstats;
     int rq_active_id; /* cluster.<c>.host.<addr>.rq_active: summed over workers by LEAST_REQUEST */
+    struct stats_same_name rq_active; /* ... over every entry of that name */
     struct hosts_live *live; /* its outcome counters in the host table (outlier detection) */
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -156,6 +158,7 @@ struct worker {
     size_t n_conns;
     bool draining;
     int global_cx_id; /* server.total_connections: every worker's downstream connections */
+    struct stats_same_name global_cx; /* its every entry, for the global limit */
     ev_timer drain_timer;
     ev_timer gradual_timer; /* --drain-strategy gradual: closes idle connections over time */
     ev_tstamp drain_started;

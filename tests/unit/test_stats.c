@@ -2138,6 +2138,35 @@ static void test_entries_changing_under_a_reader(void **state)
                  failures);
 }
 
+/* Two processes registering one name at once make two entries, each counting
+ * part of the gauge: a limit reads them all. (The race is staged here by
+ * renaming a second entry in place.) */
+static void test_gauge_over_twin_entries(void **state)
+{
+    (void)state;
+    const char *nm = new_name();
+    struct stats *s = make(nm, 16, 2, 2, 4096);
+    int a = stats_register(s, "dup.gauge", STAT_GAUGE);
+    int b = stats_register(s, "dup.gaugf", STAT_GAUGE);
+    assert_true(a >= 0 && b >= 0);
+    size_t len;
+    char *name = (char *)stats_name(s, stats_entry_at(s, (uint32_t)b), &len);
+    name[len - 1] = 'e'; /* now both are "dup.gauge" */
+    stats_gauge_add(s, a, 3);
+    stats_gauge_add(s, b, 4);
+    struct stats_same_name sn;
+    stats_same_name_init(&sn, a);
+    assert_int_equal(stats_gauge_value(s, a), 3);
+    assert_int_equal(stats_gauge_value_all(s, &sn), 7);
+    /* A later registration makes it look again; the sum stays. */
+    assert_true(stats_register(s, "other", STAT_COUNTER) >= 0);
+    stats_gauge_add(s, b, 1);
+    assert_int_equal(stats_gauge_value_all(s, &sn), 8);
+    struct stats_same_name none;
+    stats_same_name_init(&none, -1);
+    assert_int_equal(stats_gauge_value_all(s, &none), 0);
+}
+
 /* Found by fuzz_shm_reader: counts from a hostile segment near 2^64 made the
  * quantile's rank a double no uint64_t holds (undefined behaviour). */
 static void test_quantile_of_absurd_counts(void **state)
@@ -2219,6 +2248,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_too_long_a_name_leaves_the_arena, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_histograms_leave_the_arena, setup, teardown),
         cmocka_unit_test(test_quantile_of_absurd_counts),
+        cmocka_unit_test_setup_teardown(test_gauge_over_twin_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_nonexistent, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
