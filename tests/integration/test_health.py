@@ -12,6 +12,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
 
+SANITIZE = os.environ.get("LEGATE_SANITIZE") == "1"  # an ASan+UBSan build: slower
 INTERVAL = 0.25  # health check interval, seconds
 UNHEALTHY = 2    # unhealthy_threshold
 HEALTHY = 2      # healthy_threshold
@@ -162,8 +163,9 @@ class HealthTest(H.LegateTestCase):
         sys.stderr.write("5xx answers before the ejection took effect (consecutive_5xx 3, "
                          "two workers sharing one count): %d of 40\n" % bad)
         # Three in a row from the host eject it, counted across both workers;
-        # a request or two may reach it while the manager takes the decision.
-        self.assertTrue(3 <= bad <= 5, statuses)
+        # a few more may reach it while the manager wakes and decides (more
+        # under the sanitizers, whose processes crowd two cores).
+        self.assertTrue(3 <= bad <= (8 if SANITIZE else 5), statuses)
         self.assertEqual(set(statuses), {200, 503})
         self.assertEqual(statuses[-20:], [200] * 20)
         s = H.read_stats(lg.base_id)
