@@ -340,3 +340,29 @@ int ipc_recv_indexed_fds(int sock, uint32_t *index, int *fds, size_t *n, const c
     *n = m.n;
     return 1;
 }
+
+int ipc_drain_indexed_fds(int sock, ipc_fds_fn deliver, void *ctx)
+{
+    for (;;) {
+        uint32_t index[IPC_MAX_FDS];
+        int fds[IPC_MAX_FDS];
+        size_t n = 0;
+        const char *why = NULL;
+        int rc = ipc_recv_indexed_fds(sock, index, fds, &n, &why);
+        if (rc > 0) {
+            deliver(ctx, index, fds, n);
+            continue;
+        }
+        if (rc == 0)
+            return 0;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 1;
+        if (errno == EINTR)
+            continue;
+        if (why != NULL) {
+            log_error("malformed message on the supervisor socket dropped: %s", why);
+            continue;
+        }
+        return -1;
+    }
+}

@@ -134,5 +134,10 @@ int ipc_send_indexed_fds(int sock, const uint32_t *index, const int *fds, size_t
  * or with errno EPROTO and *why for a malformed message, whose descriptors
  * are closed. */
 int ipc_recv_indexed_fds(int sock, uint32_t *index, int *fds, size_t *n, const char **why);
+/* Every message waiting on a non-blocking `sock`, each handed to `deliver`
+ * (which owns the descriptors); a malformed one is dropped with a log line.
+ * Returns 1 when nothing more waits, 0 at EOF, -1 on another error (errno). */
+typedef void (*ipc_fds_fn)(void *ctx, const uint32_t *index, const int *fds, size_t n);
+int ipc_drain_indexed_fds(int sock, ipc_fds_fn deliver, void *ctx);
 
 #endif

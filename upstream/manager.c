@@ -842,35 +842,29 @@ static void eds_apply(struct mcluster *cl, int fd)
     close(fd);
 }
 
+static void eds_deliver(void *ctx, const uint32_t *index, const int *fds, size_t n)
+{
+    struct manager *m = ctx;
+    for (size_t i = 0; i < n; i++) {
+        if (index[i] < m->n_clusters && m->clusters[index[i]].cfg->type == CLUSTER_EDS) {
+            eds_apply(&m->clusters[index[i]], fds[i]);
+        } else {
+            log_error("the supervisor sent EDS content for cluster %u, not an EDS cluster",
+                      index[i]);
+            close(fds[i]);
+        }
+    }
+}
+
 static void on_sup(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
-    struct manager *m = w->data;
-    for (;;) {
-        uint32_t index[IPC_MAX_FDS];
-        int fds[IPC_MAX_FDS];
-        size_t n = 0;
-        const char *why = NULL;
-        int rc = ipc_recv_indexed_fds(w->fd, index, fds, &n, &why);
-        if (rc == 0) {
-            ev_io_stop(loop, w); /* the supervisor is gone: PDEATHSIG follows */
-            return;
-        }
-        if (rc < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                log_error("supervisor socket: %s", why != NULL ? why : strerror(errno));
-            return;
-        }
-        for (size_t i = 0; i < n; i++) {
-            if (index[i] < m->n_clusters && m->clusters[index[i]].cfg->type == CLUSTER_EDS)
-                eds_apply(&m->clusters[index[i]], fds[i]);
-            else {
-                log_error("the supervisor sent EDS content for cluster %u, not an EDS cluster",
-                          index[i]);
-                close(fds[i]);
-            }
-        }
-    }
+    int rc = ipc_drain_indexed_fds(w->fd, eds_deliver, w->data);
+    if (rc == 1)
+        return;
+    if (rc < 0)
+        log_error("supervisor socket: %s", strerror(errno));
+    ev_io_stop(loop, w); /* at EOF the supervisor is gone: PDEATHSIG follows */
 }
 
 /* --- traffic -------------------------------------------------------------------------------- */

@@ -73,36 +73,24 @@ void worker_switch_log_fds(struct worker *w, const uint32_t *index, const int *f
     log_debug("switched %zu access logs to reopened files", switched);
 }
 
+static void switch_log_fds(void *w, const uint32_t *index, const int *fds, size_t n)
+{
+    worker_switch_log_fds(w, index, fds, n);
+}
+
 static void on_sup_sock(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)revents;
-    struct worker *w = io->data;
-    for (;;) {
-        uint32_t index[IPC_MAX_FDS];
-        int fds[IPC_MAX_FDS];
-        size_t n = 0;
-        const char *why = NULL;
-        int rc = ipc_recv_indexed_fds(io->fd, index, fds, &n, &why);
-        if (rc > 0) {
-            worker_switch_log_fds(w, index, fds, n);
-            continue;
-        }
-        if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
-        if (rc < 0 && errno == EINTR)
-            continue;
-        if (rc < 0 && why != NULL) {
-            /* Dying over it would lose the lines buffered here: drop the message. */
-            log_error("malformed message on the supervisor socket dropped: %s", why);
-            continue;
-        }
-        if (rc == 0)
-            log_warn("the supervisor closed its socket: access logs can no longer be reopened");
-        else
-            log_error("supervisor socket: %s", strerror(errno));
-        ev_io_stop(loop, io);
+    /* A malformed message is dropped: dying over it would lose the lines
+     * buffered here. */
+    int rc = ipc_drain_indexed_fds(io->fd, switch_log_fds, io->data);
+    if (rc == 1)
         return;
-    }
+    if (rc == 0)
+        log_warn("the supervisor closed its socket: access logs can no longer be reopened");
+    else
+        log_error("supervisor socket: %s", strerror(errno));
+    ev_io_stop(loop, io);
 }
 
 int worker_sup_link_start(struct worker *w)
