@@ -1839,7 +1839,8 @@ static int set_lb_policy(struct loader *ld, const yaml_node_t *node, void *slot)
     return 0;
 }
 
-static int set_connect_timeout(struct loader *ld, const yaml_node_t *node, void *slot)
+/* A duration above 0s (connect_timeout, health-check and outlier intervals ...). */
+static int set_positive_duration(struct loader *ld, const yaml_node_t *node, void *slot)
 {
     uint64_t ms;
     if (scan_duration(ld, node, &ms) < 0)
@@ -1934,16 +1935,29 @@ static int set_choice_count(struct loader *ld, const yaml_node_t *node, void *sl
     return 0;
 }
 
-/* type.v3.Percent: {value: 0..100}, a double. */
-static int set_percent_value(struct loader *ld, const yaml_node_t *node, void *slot)
+/* A number written as text: the scalar (NULL, reported, if `node` is none),
+ * with *ok set when all of it parsed. The caller says what range it wants. */
+static const char *scan_double(struct loader *ld, const yaml_node_t *node, double *v, bool *ok)
 {
     const char *s = expect_scalar(ld, node, "a number");
     if (!s)
-        return -1;
+        return NULL;
     char *end = NULL;
     errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end != '\0' || errno != 0 || !(v >= 0.0 && v <= 100.0)) {
+    *v = strtod(s, &end);
+    *ok = end != s && *end == '\0' && errno == 0;
+    return s;
+}
+
+/* type.v3.Percent: {value: 0..100}, a double. */
+static int set_percent_value(struct loader *ld, const yaml_node_t *node, void *slot)
+{
+    double v;
+    bool ok;
+    const char *s = scan_double(ld, node, &v, &ok);
+    if (!s)
+        return -1;
+    if (!ok || !(v >= 0.0 && v <= 100.0)) {
         report(ld, node, "must be a number from 0 to 100, got \"%.60s\"", s);
         return -1;
     }
@@ -1958,13 +1972,12 @@ static const struct schema percent_schema = {
 /* slow_start_config, in round_robin_lb_config or least_request_lb_config. */
 static int set_aggression(struct loader *ld, const yaml_node_t *node, void *slot)
 {
-    const char *s = expect_scalar(ld, node, "a number");
+    double v;
+    bool ok;
+    const char *s = scan_double(ld, node, &v, &ok);
     if (!s)
         return -1;
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end != '\0' || errno != 0 || !(v > 0.0 && v <= 1000.0)) {
+    if (!ok || !(v > 0.0 && v <= 1000.0)) {
         report(ld, node, "must be a number above 0 (and at most 1000), got \"%.60s\"", s);
         return -1;
     }
@@ -1985,7 +1998,7 @@ static const struct schema slow_start_schema = {
     .fields =
         (const struct field[]){
             {.name = "slow_start_window",
-             .parse = set_connect_timeout, /* a duration above 0s */
+             .parse = set_positive_duration,
              .offset = offsetof(struct cfg_cluster, slow_start_window_ms)},
             {.name = "aggression",
              .nested = &runtime_double_schema,
@@ -2289,11 +2302,6 @@ static int set_count_min1(struct loader *ld, const yaml_node_t *node, void *slot
         return -1;
     *(uint32_t *)slot = (uint32_t)v;
     return 0;
-}
-
-static int set_positive_duration(struct loader *ld, const yaml_node_t *node, void *slot)
-{
-    return set_connect_timeout(ld, node, slot); /* a duration above 0s */
 }
 
 static const struct schema common_lb_schema = {
@@ -3022,7 +3030,7 @@ static const struct schema cluster_schema = {
              .parse = set_cluster_type,
              .offset = offsetof(struct cfg_cluster, type)},
             {.name = "connect_timeout",
-             .parse = set_connect_timeout,
+             .parse = set_positive_duration,
              .offset = offsetof(struct cfg_cluster, connect_timeout_ms)},
             {.name = "lb_policy",
              .parse = set_lb_policy,
