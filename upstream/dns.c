@@ -33,6 +33,9 @@ struct dns_query {
     void *arg;
 };
 
+/* The answer when there is no memory for one. */
+static const struct dns_answer out_of_memory = {.status = ARES_ENOMEM, .error = "out of memory"};
+
 int dns_library_init(void)
 {
     return ares_library_init(ARES_LIB_INIT_ALL) == ARES_SUCCESS ? 0 : -1;
@@ -186,9 +189,8 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
     struct dns_query *q = arg;
     struct dns_answer *a = calloc(1, sizeof(*a));
     if (a == NULL) {
-        static struct dns_answer oom = {.status = ARES_ENOMEM, .error = "out of memory"};
         if (status != ARES_EDESTRUCTION) /* the resolver is going: tell no one */
-            q->done(q->arg, &oom);
+            q->done(q->arg, &out_of_memory);
         goto out;
     }
     a->status = status;
@@ -239,8 +241,7 @@ void dns_resolve(struct dns_resolver *r, const char *name, enum cfg_dns_family f
 {
     struct dns_query *q = calloc(1, sizeof(*q));
     if (q == NULL) {
-        static struct dns_answer oom = {.status = ARES_ENOMEM, .error = "out of memory"};
-        done(arg, &oom);
+        done(arg, &out_of_memory);
         return;
     }
     *q = (struct dns_query){.r = r, .family = family, .done = done, .arg = arg};
