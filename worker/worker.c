@@ -61,7 +61,7 @@ static void build_levels(struct worker *w, struct cluster_rt *cl)
         struct lb_level *lv = &cl->levels[l];
         lb_rr_free(&lv->rr);
         lv->n = 0;
-        if (l >= cl->plan.n_levels)
+        if (l >= cl->plan.n)
             continue;
         for (uint32_t b = 0; b < cl->n_view; b++) {
             const struct hosts_entry *e = &cl->view[b];
@@ -91,10 +91,15 @@ static void cluster_resync(struct worker *w, struct cluster_rt *cl)
     hosts_read(cl->shm, &v);
     cl->gen = v.gen;
     cl->bank = v.bank;
-    cl->plan = v.plan;
+    /* Once here, rather than on every pick: the form prio_pick takes. */
+    memset(&cl->plan, 0, sizeof(cl->plan));
+    cl->plan.n = v.plan.n_levels < HOSTS_MAX_LEVELS ? v.plan.n_levels : HOSTS_MAX_LEVELS;
+    cl->plan.none_available = v.plan.none_available;
+    for (size_t l = 0; l < cl->plan.n; l++) {
+        cl->plan.load[l] = v.plan.load[l];
+        cl->plan.panic[l] = v.plan.panic[l];
+    }
     cl->n_view = v.n_hosts;
-    if (cl->plan.n_levels > HOSTS_MAX_LEVELS)
-        cl->plan.n_levels = HOSTS_MAX_LEVELS;
     bool *present = calloc(cl->cap ? cl->cap : 1, sizeof(bool));
     if (present == NULL)
         log_fatal("out of memory");
@@ -143,16 +148,8 @@ static void cluster_assume_healthy(struct worker *w, struct cluster_rt *cl)
         levels[ep->priority].hosts++;
         levels[ep->priority].healthy++;
     }
-    struct prio_plan pp;
     prio_plan_compute(levels, cl->cfg->max_priority + 1, cl->cfg->healthy_panic_threshold,
-                      PRIO_DEFAULT_OVERPROVISIONING, &pp);
-    memset(&cl->plan, 0, sizeof(cl->plan));
-    cl->plan.n_levels = cl->cfg->max_priority + 1;
-    cl->plan.none_available = pp.none_available;
-    for (uint32_t l = 0; l < cl->plan.n_levels; l++) {
-        cl->plan.load[l] = pp.load[l];
-        cl->plan.panic[l] = pp.panic[l];
-    }
+                      PRIO_DEFAULT_OVERPROVISIONING, &cl->plan);
     cl->gen = 0;
     build_levels(w, cl);
 }
@@ -216,13 +213,9 @@ struct host *worker_pick_host(struct worker *w, size_t cluster_index, const uint
         /* The level: by the request's hash when there is one (the same key
          * lands on the same level), else at random, by the plan's loads. */
         size_t level = 0;
-        if (cl->plan.n_levels > 1) {
-            struct prio_plan pp = {.n = cl->plan.n_levels};
-            for (uint32_t l = 0; l < cl->plan.n_levels; l++)
-                pp.load[l] = cl->plan.load[l];
-            level = prio_pick(&pp, hash != NULL ? *hash : lb_rng_next(&cl->rng));
-        }
-        if (level == PRIO_NONE || level >= cl->plan.n_levels) {
+        if (cl->plan.n > 1)
+            level = prio_pick(&cl->plan, hash != NULL ? *hash : lb_rng_next(&cl->rng));
+        if (level == PRIO_NONE || level >= cl->plan.n) {
             stats_cell_add(cl->stats.cx_none_healthy, 1);
             return NULL;
         }

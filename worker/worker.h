@@ -16,6 +16,7 @@
 #include "shm/hosts.h"
 #include "shm/stats.h"
 #include "upstream/lb.h"
+#include "upstream/priority.h"
 
 #define WORKER_READ_SIZE (32 * 1024) /* one read(2) from a socket */
 /* Requests a client may pipeline behind the one being answered before legate
@@ -113,8 +114,8 @@ struct cluster_rt {
      * its first publication, every configured host counts as healthy. */
     struct hosts_cluster *shm;
     uint64_t gen;
-    uint32_t bank; /* the bank of that publication: where its tables are */
-    struct hosts_plan plan;
+    uint32_t bank;            /* the bank of that publication: where its tables are */
+    struct prio_plan plan;    /* the published plan, as prio_pick takes it */
     struct hosts_entry *view; /* the bank's hosts (capacity n_hosts) */
     uint32_t *bank_to_host;   /* a bank index's host (cluster_rt.hosts index) */
     uint32_t n_view;

@@ -84,7 +84,7 @@ static void test_round_robin_cycles_hosts(void **state)
     lb_cumulative(weights, 3, cum);
     struct host *slots[3] = {&hosts[0], &hosts[1], &hosts[2]};
     struct cluster_rt cl = {.cfg = &cfg, .slots = slots, .cap = 3, .bell_fd = -1};
-    cl.plan.n_levels = 1;
+    cl.plan.n = 1;
     cl.plan.load[0] = 100;
     cl.levels[0] = (struct lb_level){.members = members, .weights = weights, .cum = cum, .n = 3};
     assert_int_equal(lb_rr_init(&cl.levels[0].rr, weights, 3), 0);
@@ -102,7 +102,7 @@ static void test_round_robin_cycles_hosts(void **state)
     lb_rr_free(&cl.levels[0].rr);
     /* No host at all: "no healthy upstream". */
     struct cluster_rt empty = {.cfg = &cfg, .slots = NULL, .cap = 0, .bell_fd = -1};
-    empty.plan.n_levels = 1;
+    empty.plan.n = 1;
     empty.plan.none_available = 1;
     w.clusters = &empty;
     assert_null(worker_pick_host(&w, 0, NULL));
