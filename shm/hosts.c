@@ -362,18 +362,28 @@ void host_flags_text(uint32_t flags, char *out, size_t cap)
         snprintf(out, cap, "healthy");
 }
 
-void hosts_addr_name(const struct sockaddr_storage *ss, char *out, size_t cap)
+uint16_t hosts_addr_format(const struct sockaddr_storage *ss, char *ip, size_t ip_cap, char *name,
+                           size_t name_cap)
 {
-    char ip[INET6_ADDRSTRLEN] = "?";
-    if (ss->ss_family == AF_INET6) {
+    char own[INET6_ADDRSTRLEN];
+    if (ip == NULL) {
+        ip = own;
+        ip_cap = sizeof(own);
+    }
+    bool v6 = ss->ss_family == AF_INET6;
+    uint16_t port;
+    if (v6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
-        snprintf(out, cap, "[%s]:%u", ip, ntohs(a->sin6_port));
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, (socklen_t)ip_cap);
+        port = ntohs(a->sin6_port);
     } else {
         const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
-        snprintf(out, cap, "%s:%u", ip, ntohs(a->sin_port));
+        inet_ntop(AF_INET, &a->sin_addr, ip, (socklen_t)ip_cap);
+        port = ntohs(a->sin_port);
     }
+    if (name != NULL)
+        snprintf(name, name_cap, v6 ? "[%s]:%u" : "%s:%u", ip, port);
+    return port;
 }
 
 void hosts_mark_traffic(struct hosts_cluster *c)

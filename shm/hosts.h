@@ -41,8 +41,11 @@ enum host_flag {
 #define HOST_UNAVAILABLE                                                                           \
     (HOST_FAILED_ACTIVE_HC | HOST_FAILED_OUTLIER_CHECK | HOST_FAILED_EDS_HEALTH)
 
-/* A host's name: "ip:port", "[ip]:port" for IPv6. */
-void hosts_addr_name(const struct sockaddr_storage *ss, char *out, size_t cap);
+/* An address as text: `ip` gets the bare IP (if not NULL), `name` "ip:port"
+ * ("[ip]:port" for IPv6; if not NULL); returns the port. A host's name, a
+ * client's for x-forwarded-for and logs, /clusters' JSON. */
+uint16_t hosts_addr_format(const struct sockaddr_storage *ss, char *ip, size_t ip_cap, char *name,
+                           size_t name_cap);
 
 /* "/failed_active_hc/failed_outlier_check", or "healthy" for none. */
 void host_flags_text(uint32_t flags, char *out, size_t cap);

@@ -550,7 +550,7 @@ static struct mhost *host_add(struct mcluster *cl, const struct found_host *f)
     struct manager *m = cl->m;
     uint32_t slot = take_slot(cl, f);
     char name[64];
-    hosts_addr_name(&f->addr, name, sizeof(name));
+    hosts_addr_format(&f->addr, NULL, 0, name, sizeof(name));
     if (slot == UINT32_MAX) {
         log_error("cluster %s: more than %u hosts; %s left out", cl->cfg->name, cl->cap, name);
         return NULL;

@@ -336,16 +336,7 @@ static void clusters_text(struct admin_request *r, const struct stats_view *v)
 static void json_socket_address(struct buf *b, const struct sockaddr_storage *ss)
 {
     char ip[INET6_ADDRSTRLEN] = "";
-    unsigned port;
-    if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
-        port = ntohs(a->sin6_port);
-    } else {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
-        port = ntohs(a->sin_port);
-    }
+    unsigned port = hosts_addr_format(ss, ip, sizeof(ip), NULL, 0);
     buf_printf(b, "{\"socket_address\":{\"address\":");
     json_append_string(b, ip, strlen(ip));
     buf_printf(b, ",\"port_value\":%u}}", port);

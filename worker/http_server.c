@@ -1305,20 +1305,6 @@ static void on_resume(struct ev_loop *loop, ev_timer *t, int revents)
     conn_process(t->data);
 }
 
-static void format_peer(const struct sockaddr_storage *ss, char *ip, size_t ip_cap, char *both,
-                        size_t both_cap)
-{
-    if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-        inet_ntop(AF_INET6, &s6->sin6_addr, ip, (socklen_t)ip_cap);
-        snprintf(both, both_cap, "[%s]:%u", ip, ntohs(s6->sin6_port));
-    } else {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-        inet_ntop(AF_INET, &s4->sin_addr, ip, (socklen_t)ip_cap);
-        snprintf(both, both_cap, "%s:%u", ip, ntohs(s4->sin_port));
-    }
-}
-
 /* Overload (Envoy's global_downstream_max_connections resource monitor and
  * connection_limit filter): over a limit, a new connection is closed at once,
  * before anything is allocated for it; open ones go on. The counts are the
@@ -1364,7 +1350,7 @@ void http_server_accept(struct worker *w, struct listener_rt *l, int fd,
     c->w = w;
     c->l = l;
     c->fd = fd;
-    format_peer(peer, c->peer_ip, sizeof(c->peer_ip), c->peer, sizeof(c->peer));
+    hosts_addr_format(peer, c->peer_ip, sizeof(c->peer_ip), c->peer, sizeof(c->peer));
     ev_io_init(&c->rio, on_conn_readable, fd, EV_READ);
     ev_io_init(&c->wio, on_conn_writable, fd, EV_WRITE);
     ev_timer_init(&c->idle_timer, on_idle_timeout, 0., 0.);

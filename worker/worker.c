@@ -136,7 +136,7 @@ static void cluster_assume_healthy(struct worker *w, struct cluster_rt *cl)
         if (ep->hostname)
             continue; /* resolved by the manager */
         char name[64];
-        hosts_addr_name(&ep->addr.ss, name, sizeof(name));
+        hosts_addr_format(&ep->addr.ss, NULL, 0, name, sizeof(name));
         if (host_create(w, cl, (uint32_t)i, &ep->addr.ss, ep->addr.sslen, name) == NULL)
             continue;
         struct hosts_entry *e = &cl->view[cl->n_view];
