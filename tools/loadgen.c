@@ -2,9 +2,13 @@
  *
  * wrk is closed-loop: a slow response delays the next request, so the delay
  * is never measured (coordinated omission). Here every request has a
- * scheduled send time, fixed in advance from the rate; its latency runs from
- * that time, not from when it could finally be sent. Keep-alive connections,
- * one request in flight on each; responses framed by Content-Length.
+ * scheduled send time, fixed in advance from the rate. When its connection
+ * was still waiting for the previous response at that time, its latency runs
+ * from the scheduled time, not from when it could finally be sent; otherwise
+ * from when it was written, so that this process's own wake-up delay is not
+ * charged to the proxy. Between sends it sleeps (to the microsecond) rather
+ * than spins: it shares a CPU with the upstream. Keep-alive connections, one
+ * request in flight on each; responses framed by Content-Length.
  *
  *   loadgen --port P [--host 127.0.0.1] [--path /] --rate R --duration S
  *           [--connections C] [--warmup S] [--json]
@@ -22,6 +26,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +35,8 @@ struct conn {
     int fd;
     bool busy;         /* a request is in flight */
     uint64_t sched_ns; /* when the request in flight was due */
+    uint64_t start_ns; /* where its latency runs from (see the send loop) */
+    uint64_t free_ns;  /* when the previous response was complete */
     uint64_t next_ns;  /* when this connection's next request is due */
     char in[16384];    /* a response head must fit; body bytes are counted, not kept */
     size_t in_len;
@@ -193,6 +200,8 @@ int main(int argc, char **argv)
     }
     r.request_len = (size_t)snprintf(r.request, sizeof(r.request),
                                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\n\r\n", path, host, port);
+    /* The default 50 us timer slack would delay every send by up to that. */
+    prctl(PR_SET_TIMERSLACK, 1000UL);
     int ep = epoll_create1(EPOLL_CLOEXEC);
     r.conns = calloc((size_t)r.n_conns, sizeof(*r.conns));
     if (ep < 0 || r.conns == NULL)
@@ -227,6 +236,11 @@ int main(int argc, char **argv)
                     }
                     c->busy = true;
                     c->sched_ns = c->next_ns;
+                    /* A request that waited for its connection waited for
+                     * the proxy: it counts from when it was due. One sent
+                     * late only because this process woke late counts from
+                     * when it was written; that delay is not the proxy's. */
+                    c->start_ns = c->free_ns > c->sched_ns ? c->sched_ns : t;
                     c->next_ns += interval;
                     r.sent++;
                 } else if (c->next_ns < next)
@@ -240,8 +254,14 @@ int main(int argc, char **argv)
             if (!any)
                 break;
         }
-        int wait_ms = next == UINT64_MAX ? 10 : (int)((next > t ? next - t : 0) / 1000000u);
-        int n = epoll_wait(ep, evs, 256, wait_ms);
+        /* Sleep until the next send is due, to the microsecond. A timeout in
+         * whole milliseconds would round to 0 and spin: the spinning
+         * generator then takes the CPU it shares with the upstream, and the
+         * run measures the scheduler rather than the proxy. */
+        uint64_t wait_ns = next == UINT64_MAX ? 10000000u : (next > t ? next - t : 0);
+        struct timespec timeout = {.tv_sec = (time_t)(wait_ns / 1000000000u),
+                                   .tv_nsec = (long)(wait_ns % 1000000000u)};
+        int n = epoll_pwait2(ep, evs, 256, &timeout, NULL);
         for (int k = 0; k < n; k++) {
             struct conn *c = evs[k].data.ptr;
             ssize_t got = read(c->fd, c->in + c->in_len, sizeof(c->in) - 1 - c->in_len);
@@ -265,8 +285,9 @@ int main(int argc, char **argv)
                 }
                 c->busy = false;
                 uint64_t done = now_ns();
+                c->free_ns = done;
                 if (rc > 0 && c->sched_ns >= measure_from && c->sched_ns < stop) {
-                    record(&r, (done - c->sched_ns) / 1000u);
+                    record(&r, (done - c->start_ns) / 1000u);
                     r.done++;
                 }
             }
