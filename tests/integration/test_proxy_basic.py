@@ -8,6 +8,8 @@ import datetime
 import hashlib
 import os
 import re
+import socket
+import struct
 import sys
 import time
 
@@ -291,6 +293,54 @@ class ProxyBasicTest(H.LegateTestCase):
         p = H.curl(["-o", "-", self.base + "/api/chunked?n=7&size=333&trailer=1"])
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stdout, H.BodyGen.data(7 * 333))
+
+    def test_request_ack_rides_on_the_response(self):
+        """The listener starts connections in delayed-ACK mode (TCP_QUICKACK
+        off after listen()): the request's ACK travels with the response
+        rather than as a segment of its own. Seen on the wire, on lo."""
+        try:
+            sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+        except PermissionError:
+            self.skipTest("needs CAP_NET_RAW to watch lo")
+        sniff.bind(("lo", 0))
+        sniff.settimeout(0.2)
+        self.addCleanup(sniff.close)
+
+        def segments_to(client_port, until):
+            """(flags, payload length) of each segment from legate to the client."""
+            seen = []
+            while time.monotonic() < until:
+                try:
+                    data, addr = sniff.recvfrom(65535)
+                except socket.timeout:
+                    continue
+                ip = data[14:]
+                if addr[2] == socket.PACKET_OUTGOING or ip[0] >> 4 != 4 or ip[9] != 6:
+                    continue
+                ihl = (ip[0] & 15) * 4
+                tcp = ip[ihl:]
+                sport, dport = struct.unpack("!HH", tcp[:4])
+                if sport != self.port or dport != client_port:
+                    continue
+                payload = struct.unpack("!H", ip[2:4])[0] - ihl - (tcp[12] >> 4) * 4
+                seen.append((tcp[13], payload))
+                if tcp[13] & 0x01:  # FIN: the exchange is over
+                    break
+            return seen
+
+        # A delayed ACK fires after 40 ms at the least; a response slower than
+        # that (a crowded machine) legitimately brings one, hence 3 tries.
+        tries = []
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", self.port), timeout=5) as c:
+                c.sendall(b"GET /direct HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+                segs = segments_to(c.getsockname()[1], time.monotonic() + 3)
+            after_syn = [s for s in segs if not s[0] & 0x02]
+            tries.append(after_syn)
+            if after_syn and after_syn[0][1] > 0:
+                return  # the first segment after the handshake carries the response
+        self.fail("each time, legate's first segment after the request was a bare ACK "
+                  "(flags, payload): %r" % tries)
 
     def test_close_delimited_upstream_response(self):
         r = self.get("/api/close-delimited?n=100000")
