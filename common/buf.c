@@ -11,13 +11,13 @@
 
 #define BUF_MIN_CAP 4096
 
-/* A small cache of freed blocks per power-of-two size (4 to 64 KiB): a
+/* A small cache of freed blocks per power-of-two size (4 to 128 KiB): a
  * proxied request takes and gives back a read buffer and a write buffer on
  * each side, and going through malloc and free for each showed in the
  * profile. Each process is single-threaded where it uses buffers. The cache
  * is bounded (BLOCK_CACHE_DEPTH per size), so idle memory stays small, and
  * off under ASan, whose allocator must see every free to catch misuse. */
-#define BLOCK_CLASSES 5
+#define BLOCK_CLASSES 6
 #define BLOCK_CACHE_DEPTH 16
 
 struct free_block {
