@@ -33,6 +33,11 @@ class BenchSmokeTest(unittest.TestCase):
                 self.assertGreater(m[key], 0, (target, key))
             if target != "direct":
                 self.assertIsNotNone(m["kib_per_conn"], target)
+            # Ratios are paired within a round; HAProxy's to itself is exactly 1.
+            r = out["ratios"][target]["haproxy"]["small"]
+            self.assertGreater(r, 0, target)
+        self.assertEqual(out["ratios"]["haproxy"]["haproxy"]["small"], 1.0)
+        self.assertEqual(out["ratios"]["direct"]["direct"]["close"], 1.0)
         # Nothing the harness started is left running.
         left = subprocess.run(["pgrep", "-f", "legate-bench-"], stdout=subprocess.PIPE,
                               text=True).stdout.split()
