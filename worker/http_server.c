@@ -1109,6 +1109,8 @@ static void on_conn_readable(struct ev_loop *loop, ev_io *io, int revents)
     conn_enter(c);
     ssize_t n = buf_read_from(&c->in, c->fd, WORKER_READ_SIZE);
     if (n < 0 && errno == EAGAIN) {
+        if (buf_len(&c->in) == 0 && !c->st.active)
+            buf_release(&c->in); /* a connection waiting for its client holds no buffer */
         conn_leave(c);
         return;
     }
@@ -1378,6 +1380,11 @@ void http_server_accept(struct worker *w, struct listener_rt *l, int fd,
     stats_cell_add(l->stats.cl_active, 1);
     stats_cell_add(l->stats.listener_cx_total, 1);
     stats_cell_add(l->stats.listener_cx_active, 1);
+    /* A client usually sends its request right behind the handshake, so it
+     * is often here already: read it now rather than after another turn of
+     * the loop (and perhaps a sleep and a wake-up). Nothing there costs one
+     * read that says EAGAIN. */
+    on_conn_readable(w->loop, &c->rio, EV_READ);
 }
 
 /* Idle means nothing buffered here and nothing waiting in the socket: a
