@@ -713,7 +713,8 @@ static void write_upstream_head(struct conn *c, struct buf *out, const char *pat
     else
         buf_append_field(out, "host", 4, st->upstream_host, strlen(st->upstream_host));
     bool have_xfp = false, have_rid = false;
-    char xff[1024];
+    enum { XFF_MERGED_MAX = 1024 }; /* the client's values, merged; ours always fits after */
+    char xff[XFF_MERGED_MAX + sizeof(c->peer_ip)];
     size_t xff_len = 0;
     for (size_t i = 0; i < h->n_headers; i++) {
         const struct h1_header *hd = &h->headers[i];
@@ -722,10 +723,12 @@ static void write_upstream_head(struct conn *c, struct buf *out, const char *pat
             continue;
         if (h1_header_is(hd, "x-forwarded-for")) {
             /* Merge every x-forwarded-for into one, ours appended last. */
-            int n = snprintf(xff + xff_len, sizeof(xff) - xff_len, "%.*s, ", (int)hd->value_len,
-                             hd->value);
-            if (n > 0 && (size_t)n < sizeof(xff) - xff_len)
-                xff_len += (size_t)n;
+            if (hd->value_len + 2 <
+                XFF_MERGED_MAX - xff_len) { /* one that does not fit is dropped */
+                memcpy(xff + xff_len, hd->value, hd->value_len);
+                memcpy(xff + xff_len + hd->value_len, ", ", 2);
+                xff_len += hd->value_len + 2;
+            }
             continue;
         }
         if (h1_header_is(hd, "x-forwarded-proto"))
@@ -734,7 +737,10 @@ static void write_upstream_head(struct conn *c, struct buf *out, const char *pat
             have_rid = true;
         buf_append_field(out, hd->name, hd->name_len, hd->value, hd->value_len);
     }
-    buf_printf(out, "x-forwarded-for: %.*s%s\r\n", (int)xff_len, xff, c->peer_ip);
+    /* Our address after what the client sent: "a, b, ours". */
+    size_t ip_len = strlen(c->peer_ip);
+    memcpy(xff + xff_len, c->peer_ip, ip_len);
+    buf_append_field(out, "x-forwarded-for", 15, xff, xff_len + ip_len);
     if (!have_xfp)
         buf_append(out, "x-forwarded-proto: http\r\n", 25);
     if (!have_rid && c->l->cfg->hcm.generate_request_id) {

@@ -135,6 +135,15 @@ class ProxyBasicTest(H.LegateTestCase):
         self.assertEqual(header_values(e, "x-forwarded-for"), ["127.0.0.1"])
         e = self.echo(headers=[("X-Forwarded-For", "10.0.0.1")])
         self.assertEqual(header_values(e, "x-forwarded-for"), ["10.0.0.1, 127.0.0.1"])
+        # Several are merged into one, in order, ours last.
+        e = self.echo(headers=[("X-Forwarded-For", "10.0.0.1, 10.0.0.2"),
+                               ("X-Forwarded-For", "10.0.0.3")])
+        self.assertEqual(header_values(e, "x-forwarded-for"),
+                         ["10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"])
+        # A value that would push the merged list past 1 KiB is left out.
+        long = ", ".join("10.0.%d.%d" % (i // 250, i % 250) for i in range(120))
+        e = self.echo(headers=[("X-Forwarded-For", "10.9.9.9"), ("X-Forwarded-For", long)])
+        self.assertEqual(header_values(e, "x-forwarded-for"), ["10.9.9.9, 127.0.0.1"])
 
     def test_x_request_id(self):
         e = self.echo()
