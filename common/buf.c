@@ -13,12 +13,16 @@
 
 /* A small cache of freed blocks per power-of-two size (4 to 128 KiB): a
  * proxied request takes and gives back a read buffer and a write buffer on
- * each side, and going through malloc and free for each showed in the
- * profile. Each process is single-threaded where it uses buffers. The cache
- * is bounded (BLOCK_CACHE_DEPTH per size), so idle memory stays small, and
- * off under ASan, whose allocator must see every free to catch misuse. */
+ * each side, and parser storage, and going through malloc and free for each
+ * showed in the profile. Each process is single-threaded where it uses
+ * buffers. The cache keeps up to BLOCK_CACHE_BYTES of each size, and at least
+ * BLOCK_CACHE_MIN blocks: with 50 busy connections a depth of 16 blocks
+ * missed on about 4 allocations per request. Bounded, so idle memory stays
+ * small (at most 5 MiB in all), and off under ASan, whose allocator must see
+ * every free to catch misuse. */
 #define BLOCK_CLASSES 6
-#define BLOCK_CACHE_DEPTH 16
+#define BLOCK_CACHE_BYTES (512 * 1024)
+#define BLOCK_CACHE_MIN 16
 
 struct free_block {
     struct free_block *next;
@@ -38,7 +42,7 @@ static int block_class(size_t cap)
     return -1;
 }
 
-static char *block_get(size_t cap)
+char *buf_block_get(size_t cap)
 {
     int c = block_class(cap);
     if (c >= 0 && block_cache[c].head != NULL) {
@@ -50,7 +54,7 @@ static char *block_get(size_t cap)
     return malloc(cap);
 }
 
-static void block_put(char *data, size_t cap)
+void buf_block_put(char *data, size_t cap)
 {
     if (data == NULL)
         return;
@@ -60,7 +64,8 @@ static void block_put(char *data, size_t cap)
     return;
 #endif
     int c = block_class(cap);
-    if (c >= 0 && block_cache[c].n < BLOCK_CACHE_DEPTH) {
+    unsigned depth = (unsigned)(BLOCK_CACHE_BYTES / cap);
+    if (c >= 0 && block_cache[c].n < (depth > BLOCK_CACHE_MIN ? depth : BLOCK_CACHE_MIN)) {
         struct free_block *b = (struct free_block *)(void *)data;
         b->next = block_cache[c].head;
         block_cache[c].head = b;
@@ -86,12 +91,12 @@ char *buf_reserve(struct buf *b, size_t n)
     size_t cap = b->cap ? b->cap : BUF_MIN_CAP;
     while (cap - len < n)
         cap *= 2;
-    char *d = block_get(cap);
+    char *d = buf_block_get(cap);
     if (d == NULL)
         return NULL;
     if (len > 0)
         memcpy(d, b->data + b->start, len);
-    block_put(b->data, b->cap);
+    buf_block_put(b->data, b->cap);
     b->data = d;
     b->cap = cap;
     b->start = 0;
@@ -148,7 +153,7 @@ void buf_consume(struct buf *b, size_t n)
 
 void buf_release(struct buf *b)
 {
-    block_put(b->data, b->cap);
+    buf_block_put(b->data, b->cap);
     b->data = NULL;
     b->start = b->end = b->cap = 0;
 }

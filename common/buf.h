@@ -44,6 +44,12 @@ int buf_append_u64(struct buf *b, uint64_t v);
 void buf_consume(struct buf *b, size_t n);
 /* Free the storage (only when empty, or when the content is to be dropped). */
 void buf_release(struct buf *b);
+/* The block allocator under the buffers, for other per-request storage of
+ * 4, 8, ... 128 KiB: freed blocks are kept for reuse (a few of each size)
+ * instead of going back to malloc. buf_block_put takes the size the block
+ * was got with; NULL is ignored. */
+char *buf_block_get(size_t cap);
+void buf_block_put(char *data, size_t cap);
 
 /* write(2) as much as the socket takes. Returns bytes written (0 if it would
  * block), or -1 on error (errno set). */

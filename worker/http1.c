@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
+
 /* Longest chunk-size line (size, extensions) we accept; extensions are dropped
  * anyway, so this only bounds the work spent on junk. */
 #define H1_MAX_CHUNK_LINE 4096
@@ -35,6 +37,10 @@
  * with http_parser's "no length" sentinel ULLONG_MAX. */
 #define H1_MAX_CL_DIGITS 19
 #define H1_INITIAL_STORAGE 4096
+/* The field array: every field a head may have, in one cached block. */
+#define H1_HEADERS_BLOCK 4096
+_Static_assert(H1_MAX_HEADERS * sizeof(struct h1_header) <= H1_HEADERS_BLOCK,
+               "the field array must hold H1_MAX_HEADERS fields");
 
 /* Character classes (RFC 9110 §5.6.2 tchar, §5.5 field-vchar/obs-text,
  * RFC 3986 reg-name). */
@@ -145,8 +151,7 @@ struct h1_parser {
     const char *url;
     size_t url_len;
     enum last_cb last_cb;
-    struct h1_header *headers; /* grown as fields arrive, up to H1_MAX_HEADERS */
-    size_t headers_cap;
+    struct h1_header *headers; /* room for H1_MAX_HEADERS, from the buffer cache */
     struct h1_head head;
 
     /* body framing */
@@ -233,9 +238,12 @@ static int ensure_cap(struct h1_parser *p, size_t need)
     size_t cap = p->cap ? p->cap : H1_INITIAL_STORAGE;
     while (cap < need)
         cap *= 2;
-    char *nb = realloc(p->buf, cap);
+    char *nb = buf_block_get(cap);
     if (nb == NULL)
         return set_error(p, 500, "out of memory");
+    if (p->buf != NULL)
+        memcpy(nb, p->buf, p->cap);
+    buf_block_put(p->buf, p->cap);
     p->buf = nb;
     p->cap = cap;
     return 0;
@@ -859,17 +867,13 @@ static int hp_on_header_field(http_parser *hp, const char *at, size_t n)
     }
     if (h->n_headers == H1_MAX_HEADERS)
         return set_error(p, 400, "header parse mismatch");
-    if (h->n_headers == p->headers_cap) {
-        /* Most heads have a handful of fields: start small, double. */
-        size_t cap = p->headers_cap ? p->headers_cap * 2 : 16;
-        if (cap > H1_MAX_HEADERS)
-            cap = H1_MAX_HEADERS;
-        struct h1_header *nh = realloc(p->headers, cap * sizeof(*nh));
-        if (nh == NULL)
+    if (p->headers == NULL) {
+        /* Room for as many fields as a head may have, in one block from the
+         * buffer cache: no growth, and no malloc per request. */
+        p->headers = (struct h1_header *)(void *)buf_block_get(H1_HEADERS_BLOCK);
+        if (p->headers == NULL)
             return set_error(p, 500, "out of memory");
-        p->headers = nh;
-        p->headers_cap = cap;
-        h->headers = nh;
+        h->headers = p->headers;
     }
     struct h1_header *f = &p->headers[h->n_headers++];
     f->name = at;
@@ -1224,7 +1228,7 @@ struct h1_parser *h1_parser_new(enum h1_kind kind, const struct h1_callbacks *cb
     if (cb != NULL)
         p->cb = *cb;
     p->ctx = ctx;
-    p->buf = malloc(H1_INITIAL_STORAGE);
+    p->buf = buf_block_get(H1_INITIAL_STORAGE);
     if (p->buf == NULL) {
         free(p);
         return NULL;
@@ -1238,8 +1242,8 @@ void h1_parser_free(struct h1_parser *p)
 {
     if (p == NULL)
         return;
-    free(p->buf);
-    free(p->headers);
+    buf_block_put(p->buf, p->cap);
+    buf_block_put((char *)p->headers, H1_HEADERS_BLOCK);
     free(p);
 }
 
@@ -1340,12 +1344,11 @@ void h1_parser_trim(struct h1_parser *p)
     if (p->failed || p->in_execute || p->stopped || p->phase != PH_HEAD || p->sst != S_LEAD ||
         p->len > 0)
         return;
-    free(p->buf);
+    buf_block_put(p->buf, p->cap);
     p->buf = NULL;
     p->cap = 0;
-    free(p->headers);
+    buf_block_put((char *)p->headers, H1_HEADERS_BLOCK);
     p->headers = NULL;
-    p->headers_cap = 0;
     p->head.headers = NULL;
 }
 

@@ -1100,8 +1100,12 @@ static void conn_process(struct conn *c)
     } while (c->process_again && !c->dead);
     c->processing = false;
     if (!c->dead) {
-        if (buf_len(&c->in) == 0 && !c->st.active)
-            buf_release(&c->in); /* idle connections hold no buffers */
+        /* Once drained, the read buffer goes back to the cache, also while a
+         * stream waits for its response: the parser keeps its own copy of
+         * the head, and 50 busy connections each holding 32 KiB here made
+         * the cache miss. Idle connections hold no buffers. */
+        if (buf_len(&c->in) == 0)
+            buf_release(&c->in);
         conn_update_read(c);
     }
     conn_leave(c);
