@@ -74,6 +74,8 @@ struct h1_head {
     bool expect_continue; /* request had "Expect: 100-continue" (HTTP/1.1) */
     bool upgrade;         /* Connection: upgrade + Upgrade header present (HTTP/1.1
                              requests; 101 responses) */
+    bool has_connection;  /* a Connection field is present (it may name more
+                             hop-by-hop fields) */
     enum h1_body body;
     uint64_t content_length; /* valid when body == H1_BODY_LENGTH */
 };

@@ -1208,6 +1208,32 @@ static void test_mutations(void **state)
 
 /* ---- helpers ---- */
 
+struct hop_probe {
+    bool seen, secret_hop, public_hop;
+};
+
+static int hop_probe_on_head(void *ctx, const struct h1_head *h)
+{
+    struct hop_probe *pr = ctx;
+    pr->seen = true;
+    for (size_t i = 0; i < h->n_headers; i++) {
+        if (h1_header_is(&h->headers[i], "x-secret"))
+            pr->secret_hop = h1_header_is_hop_by_hop(h, &h->headers[i]);
+        if (h1_header_is(&h->headers[i], "x-public"))
+            pr->public_hop = h1_header_is_hop_by_hop(h, &h->headers[i]);
+    }
+    return 0;
+}
+
+static void parse_hop_probe(struct hop_probe *pr, const char *request)
+{
+    struct h1_callbacks cb = {.on_head = hop_probe_on_head};
+    struct h1_parser *p = h1_parser_new(H1_REQUEST, &cb, pr);
+    assert_non_null(p);
+    assert_true(h1_parser_feed(p, request, strlen(request)) > 0);
+    h1_parser_free(p);
+}
+
 static struct h1_header hdr(const char *name, const char *value)
 {
     struct h1_header h = {name, strlen(name), value, strlen(value)};
@@ -1236,6 +1262,7 @@ static void test_helpers(void **state)
     struct h1_head head = {0};
     head.headers = hs;
     head.n_headers = sizeof(hs) / sizeof(hs[0]);
+    head.has_connection = true; /* the parser sets it when a Connection field is there */
 
     assert_true(h1_header_is(&hs[0], "host"));
     assert_true(h1_header_is(&hs[0], "HOST"));
@@ -1246,6 +1273,20 @@ static void test_helpers(void **state)
                    true,  true, true, true, true,  true, false};
     for (size_t i = 0; i < head.n_headers; i++)
         assert_int_equal(h1_header_is_hop_by_hop(&head, &hs[i]), want[i]);
+
+    /* Through the parser: a field named by Connection is hop-by-hop; without
+     * a Connection field, only the fixed ones are. */
+    struct hop_probe pr = {0};
+    parse_hop_probe(&pr, "GET / HTTP/1.1\r\nHost: a\r\nX-Secret: s\r\nX-Public: p\r\n"
+                         "Connection: x-secret\r\n\r\n");
+    assert_true(pr.seen);
+    assert_true(pr.secret_hop);
+    assert_false(pr.public_hop);
+    pr = (struct hop_probe){0};
+    parse_hop_probe(&pr, "GET / HTTP/1.1\r\nHost: a\r\nX-Secret: s\r\nX-Public: p\r\n\r\n");
+    assert_true(pr.seen);
+    assert_false(pr.secret_hop);
+    assert_false(pr.public_hop);
 
     assert_string_equal(h1_reason_phrase(100), "Continue");
     assert_string_equal(h1_reason_phrase(200), "OK");
