@@ -750,16 +750,17 @@ static int build_head(struct h1_parser *p)
                 return set_error(p, 400, "duplicate Host"); /* RFC 9112 §3.2 */
             host = f;
         } else if (h1_header_is(f, "connection")) {
-            h->has_connection = true;
             const char *cur = f->value, *end = f->value + f->value_len, *tok;
             size_t tl;
             while (list_next(&cur, end, &tok, &tl)) {
-                if (ieq_lit(tok, tl, "close"))
-                    conn_close = true;
-                else if (ieq_lit(tok, tl, "keep-alive"))
+                if (ieq_lit(tok, tl, "keep-alive"))
                     conn_keep_alive = true;
                 else if (ieq_lit(tok, tl, "upgrade"))
                     conn_upgrade = true;
+                else
+                    h->connection_names_fields = true; /* even "close" names a field */
+                if (ieq_lit(tok, tl, "close"))
+                    conn_close = true;
             }
         } else if (h1_header_is(f, "expect")) {
             if (ieq_lit(f->value, f->value_len, "100-continue"))
@@ -1385,8 +1386,9 @@ bool h1_header_is_hop_by_hop(const struct h1_head *head, const struct h1_header 
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
         if (h->name_len == fixed[i].len && ieq(h->name, h->name_len, fixed[i].name, fixed[i].len))
             return true;
-    /* The usual head has no Connection field: no second scan of the fields. */
-    if (head == NULL || !head->has_connection)
+    /* The usual head's Connection field, if any, says keep-alive (a fixed
+     * hop-by-hop name): no second scan of the fields then. */
+    if (head == NULL || !head->connection_names_fields)
         return false;
     /* RFC 9110 §7.6.1: fields named by Connection are hop-by-hop too. */
     for (size_t i = 0; i < head->n_headers; i++) {

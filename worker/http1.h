@@ -74,8 +74,9 @@ struct h1_head {
     bool expect_continue; /* request had "Expect: 100-continue" (HTTP/1.1) */
     bool upgrade;         /* Connection: upgrade + Upgrade header present (HTTP/1.1
                              requests; 101 responses) */
-    bool has_connection;  /* a Connection field is present (it may name more
-                             hop-by-hop fields) */
+    bool connection_names_fields; /* a Connection field names a field that is not
+                                     hop-by-hop anyway (anything but keep-alive
+                                     and upgrade) */
     enum h1_body body;
     uint64_t content_length; /* valid when body == H1_BODY_LENGTH */
 };

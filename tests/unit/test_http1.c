@@ -1262,7 +1262,7 @@ static void test_helpers(void **state)
     struct h1_head head = {0};
     head.headers = hs;
     head.n_headers = sizeof(hs) / sizeof(hs[0]);
-    head.has_connection = true; /* the parser sets it when a Connection field is there */
+    head.connection_names_fields = true; /* as the parser sets it for this head */
 
     assert_true(h1_header_is(&hs[0], "host"));
     assert_true(h1_header_is(&hs[0], "HOST"));
@@ -1275,7 +1275,8 @@ static void test_helpers(void **state)
         assert_int_equal(h1_header_is_hop_by_hop(&head, &hs[i]), want[i]);
 
     /* Through the parser: a field named by Connection is hop-by-hop; without
-     * a Connection field, only the fixed ones are. */
+     * a Connection field, or with one that says only keep-alive, only the
+     * fixed ones are. */
     struct hop_probe pr = {0};
     parse_hop_probe(&pr, "GET / HTTP/1.1\r\nHost: a\r\nX-Secret: s\r\nX-Public: p\r\n"
                          "Connection: x-secret\r\n\r\n");
@@ -1287,6 +1288,11 @@ static void test_helpers(void **state)
     assert_true(pr.seen);
     assert_false(pr.secret_hop);
     assert_false(pr.public_hop);
+    pr = (struct hop_probe){0};
+    parse_hop_probe(&pr, "GET / HTTP/1.1\r\nHost: a\r\nConnection: Keep-Alive\r\n"
+                         "X-Secret: s\r\nConnection: upgrade, X-SECRET\r\n\r\n");
+    assert_true(pr.seen);
+    assert_true(pr.secret_hop);
 
     assert_string_equal(h1_reason_phrase(100), "Continue");
     assert_string_equal(h1_reason_phrase(200), "OK");
