@@ -196,7 +196,7 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     (void)revents;
     struct upstream *u = w->data;
-    ssize_t n = buf_read_from(&u->in, u->fd, WORKER_UPSTREAM_READ_SIZE);
+    ssize_t n = buf_read_from(&u->in, u->fd, WORKER_READ_SIZE);
     if (n < 0 && errno == EAGAIN)
         return;
     if (n <= 0) {

@@ -19,12 +19,6 @@
 #include "upstream/priority.h"
 
 #define WORKER_READ_SIZE (32 * 1024) /* one read(2) from a socket */
-/* One read(2) from an upstream: a response body arrives in large pieces, and
- * each piece read is one write to the client. At 32 KiB a 64 KiB response
- * took 3.9 reads and 3.9 writes; at 128 KiB, 2.3 and 2.3, and 10% less CPU.
- * The buffer is released once the response is through (common/buf.c keeps a
- * few blocks of each size for reuse). */
-#define WORKER_UPSTREAM_READ_SIZE (128 * 1024)
 /* Requests a client may pipeline behind the one being answered before legate
  * stops reading its connection (TCP flow control then holds the rest back). */
 #define WORKER_PIPELINE_MAX 16
