@@ -293,7 +293,8 @@ int main(int argc, char **argv)
             }
         }
     }
-    qsort(r.lat_us, r.n_lat, sizeof(uint64_t), cmp_u64);
+    if (r.n_lat > 0)
+        qsort(r.lat_us, r.n_lat, sizeof(uint64_t), cmp_u64);
     double achieved = (double)r.done / r.duration;
     uint64_t p50 = quantile(r.lat_us, r.n_lat, 0.5), p99 = quantile(r.lat_us, r.n_lat, 0.99),
              p999 = quantile(r.lat_us, r.n_lat, 0.999), max = r.n_lat ? r.lat_us[r.n_lat - 1] : 0;

@@ -174,6 +174,8 @@ static void add_flag(struct stream *st, const char *flag)
  * heads show (a body with an empty line in it counts as more: the safe way). */
 static size_t pipelined_heads(const struct conn *c, size_t stop_at)
 {
+    if (buf_len(&c->in) == 0)
+        return 0; /* and the buffer may have no storage at all */
     const char *p = buf_head(&c->in), *end = p + buf_len(&c->in);
     size_t n = 0;
     while (n < stop_at && (p = memmem(p, (size_t)(end - p), "\r\n\r\n", 4)) != NULL) {
@@ -1101,10 +1103,12 @@ static void conn_process(struct conn *c)
     c->processing = false;
     if (!c->dead) {
         /* Once drained, the read buffer goes back to the cache, also while a
-         * stream waits for its response: the parser keeps its own copy of
-         * the head, and 50 busy connections each holding 32 KiB here made
-         * the cache miss. Idle connections hold no buffers. */
-        if (buf_len(&c->in) == 0)
+         * stream whose request is whole waits for its response: the parser
+         * keeps its own copy of the head, and 50 busy connections each
+         * holding 32 KiB here made the cache miss. An upload in progress
+         * keeps it (releasing it between reads churned the allocator).
+         * Idle connections hold no buffers. */
+        if (buf_len(&c->in) == 0 && (!c->st.active || c->st.request_complete))
             buf_release(&c->in);
         conn_update_read(c);
     }
