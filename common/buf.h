@@ -45,11 +45,16 @@ void buf_consume(struct buf *b, size_t n);
 /* Free the storage (only when empty, or when the content is to be dropped). */
 void buf_release(struct buf *b);
 /* The block allocator under the buffers, for other per-request storage of
- * 4, 8, ... 128 KiB: freed blocks are kept for reuse (a few of each size)
- * instead of going back to malloc. buf_block_put takes the size the block
+ * 4, 8, ... 128 KiB: mapped outside the heap, and freed blocks are kept for
+ * reuse instead of unmapped at once. buf_block_put takes the size the block
  * was got with; NULL is ignored. */
 char *buf_block_get(size_t cap);
 void buf_block_put(char *data, size_t cap);
+/* Unmap half of the cached blocks of each size (rounded up). Called once a
+ * second (shm/proc_stats.c): a burst's blocks drain away when it is over,
+ * while steady traffic refills the cache with what it uses. Returns the bytes
+ * unmapped. */
+size_t buf_block_cache_decay(void);
 
 /* write(2) as much as the socket takes. Returns bytes written (0 if it would
  * block), or -1 on error (errno set). */

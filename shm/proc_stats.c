@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "common/buf.h"
+
 #ifdef __SANITIZE_ADDRESS__
 /* The sanitizer runtime's allocator statistics (GCC 12 ships no header for them). */
 size_t __sanitizer_get_current_allocated_bytes(void);
@@ -46,6 +48,7 @@ static void heap_usage(size_t *allocated, size_t *heap)
 static void proc_stats_update(struct proc_stats *ps, ev_tstamp now)
 {
     size_t allocated, heap;
+    buf_block_cache_decay();
     heap_usage(&allocated, &heap);
 #ifndef __SANITIZE_ADDRESS__
     /* A burst (thousands of requests in flight at once) leaves the heap full
