@@ -47,15 +47,19 @@ static int block_class(size_t cap)
     return -1;
 }
 
+static struct free_block *cache_pop(int c)
+{
+    struct free_block *b = block_cache[c].head;
+    block_cache[c].head = b->next;
+    block_cache[c].n--;
+    return b;
+}
+
 char *buf_block_get(size_t cap)
 {
     int c = block_class(cap);
-    if (c >= 0 && block_cache[c].head != NULL) {
-        struct free_block *b = block_cache[c].head;
-        block_cache[c].head = b->next;
-        block_cache[c].n--;
-        return (char *)b;
-    }
+    if (c >= 0 && block_cache[c].head != NULL)
+        return (char *)cache_pop(c);
 #ifndef __SANITIZE_ADDRESS__
     if (c >= 0) {
         void *m = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -95,10 +99,7 @@ size_t buf_block_cache_decay(void)
     for (int c = 0; c < BLOCK_CLASSES; c++) {
         size_t cap = (size_t)BUF_MIN_CAP << c;
         for (unsigned k = (block_cache[c].n + 1) / 2; k > 0; k--) {
-            struct free_block *b = block_cache[c].head;
-            block_cache[c].head = b->next;
-            block_cache[c].n--;
-            munmap(b, cap);
+            munmap(cache_pop(c), cap);
             freed += cap;
         }
     }
