@@ -725,8 +725,8 @@ static void write_upstream_head(struct conn *c, struct buf *out, const char *pat
             continue;
         if (h1_header_is(hd, "x-forwarded-for")) {
             /* Merge every x-forwarded-for into one, ours appended last. */
-            if (hd->value_len + 2 <
-                XFF_MERGED_MAX - xff_len) { /* one that does not fit is dropped */
+            /* A value that does not fit is dropped. */
+            if (hd->value_len + 2 < XFF_MERGED_MAX - xff_len) {
                 memcpy(xff + xff_len, hd->value, hd->value_len);
                 memcpy(xff + xff_len + hd->value_len, ", ", 2);
                 xff_len += hd->value_len + 2;
@@ -1070,6 +1070,17 @@ static void conn_protocol_error(struct conn *c)
     send_local_text(c, status, body, "DPE");
 }
 
+/* Once drained, the read buffer goes back to the cache, also while a stream
+ * whose request is whole waits for its response: the parser keeps its own
+ * copy of the head, and 50 busy connections each holding 32 KiB here made
+ * the cache miss. An upload in progress keeps it (releasing it between reads
+ * churned the allocator). Idle connections hold no buffers. */
+static void release_drained_input(struct conn *c)
+{
+    if (buf_len(&c->in) == 0 && (!c->st.active || c->st.request_complete))
+        buf_release(&c->in);
+}
+
 static void conn_process(struct conn *c)
 {
     if (c->processing) {
@@ -1102,14 +1113,7 @@ static void conn_process(struct conn *c)
     } while (c->process_again && !c->dead);
     c->processing = false;
     if (!c->dead) {
-        /* Once drained, the read buffer goes back to the cache, also while a
-         * stream whose request is whole waits for its response: the parser
-         * keeps its own copy of the head, and 50 busy connections each
-         * holding 32 KiB here made the cache miss. An upload in progress
-         * keeps it (releasing it between reads churned the allocator).
-         * Idle connections hold no buffers. */
-        if (buf_len(&c->in) == 0 && (!c->st.active || c->st.request_complete))
-            buf_release(&c->in);
+        release_drained_input(c);
         conn_update_read(c);
     }
     conn_leave(c);
@@ -1123,8 +1127,7 @@ static void on_conn_readable(struct ev_loop *loop, ev_io *io, int revents)
     conn_enter(c);
     ssize_t n = buf_read_from(&c->in, c->fd, WORKER_READ_SIZE);
     if (n < 0 && errno == EAGAIN) {
-        if (buf_len(&c->in) == 0 && !c->st.active)
-            buf_release(&c->in); /* a connection waiting for its client holds no buffer */
+        release_drained_input(c); /* reading reserved one even for nothing */
         conn_leave(c);
         return;
     }
